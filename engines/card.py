@@ -112,6 +112,8 @@ class ModelCard:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(self.to_dict(), fh, indent=2, sort_keys=True)
                 fh.write("\n")
+            # mkstemp creates 0600; a card must be readable like any other file in the bundle
+            os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

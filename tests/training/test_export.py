@@ -1,0 +1,110 @@
+"""ONNX export verified against Keras (and a broken export that must fail), INT8 / FP16 variants."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engines import load_engine
+from engines.card import ModelCard
+
+pytestmark = pytest.mark.training
+
+
+def _val_tiles(run: Path, card: ModelCard) -> np.ndarray:
+    import json
+
+    from training.data import find_samples, load_split
+    from training.data.loaders import select
+    from training.export import real_tiles
+
+    cfg = json.loads((run / "config.json").read_text())
+    val = select(find_samples(cfg["data"]), load_split(run / "split.json").val)
+    return real_tiles([s.image_path for s in val], card)
+
+
+def test_round_trip_within_tolerance(tiny_run: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from training.export import base_card, convert, load_run, verify
+
+    cfg, model = load_run(tiny_run)
+    card = base_card(cfg, tiny_run, "t", {})
+    path = convert(model, tmp_path / "t.onnx", input_shape=card.input_shape)
+    agreement = verify(path, model, _val_tiles(tiny_run, card))
+    assert agreement["keras_max_abs_diff"] <= 1e-4
+    proto = onnx.load(str(path))
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+    assert (inp.name, out.name) == ("image", "probability")
+    dims = inp.type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [64, 64, 1]
+    assert {o.domain: o.version for o in proto.opset_import}[""] == 17
+
+
+def test_a_broken_export_fails_verification(tiny_run: Path, tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from training.export import ExportError, base_card, convert, load_run, verify
+
+    cfg, model = load_run(tiny_run)
+    card = base_card(cfg, tiny_run, "t", {})
+    path = convert(model, tmp_path / "t.onnx", input_shape=card.input_shape)
+    proto = onnx.load(str(path))
+    biggest = max(proto.graph.initializer, key=lambda t: np.prod(t.dims))
+    broken = numpy_helper.to_array(biggest) * 1.5  # a conversion bug in one weight tensor
+    biggest.CopyFrom(numpy_helper.from_array(broken.astype(np.float32), biggest.name))
+    onnx.save(proto, str(path))
+    with pytest.raises(ExportError, match="disagrees with the Keras model"):
+        verify(path, model, _val_tiles(tiny_run, card))
+
+
+def test_export_run_deletes_a_model_that_fails(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import training.export as export
+
+    real_convert = export.convert
+
+    def bad_convert(model, path, **kw):  # noqa: ANN001, ANN003, ANN202
+        import keras
+
+        other = keras.models.clone_model(model)  # same graph, fresh random weights
+        return real_convert(other, path, **kw)
+
+    monkeypatch.setattr(export, "convert", bad_convert)
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(export.ExportError):
+        export.export_run(tiny_run, out, evaluate=False)
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_export_then_int8_and_fp16_variants(tiny_run: Path, tmp_path: Path) -> None:
+    import json
+
+    from training.export import export_run
+    from training.quantize import quantize_model
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    result = export_run(run, tmp_path / "m.onnx", evaluate=True)
+    card = ModelCard.load(tmp_path / "m.json")
+    assert card.training["split_file"] == "m.split.json" and (tmp_path / "m.split.json").is_file()
+    assert card.metrics["split"] == "test" and Path(result["report"]).is_file()
+    data = json.loads((run / "config.json").read_text())["data"]
+    for precision in ("int8", "fp16"):
+        out = tmp_path / f"m-{precision}.onnx"
+        quantize_model(tmp_path / "m.onnx", precision, data, out, calib_images=4)
+        vcard = ModelCard.load(out.with_suffix(".json"))
+        assert vcard.precision == precision and vcard.threshold == card.threshold
+        assert {"fp32_max_abs_diff", "pixel_decision_flip_rate", "speedup_vs_fp32_cpu"} <= set(
+            vcard.agreement
+        )
+        assert "ms_per_frame_cpu" in vcard.metrics["val"]
+        engine = load_engine(out)
+        probs = engine.infer(np.zeros((2, 64, 64, 1), np.float32))
+        assert probs.shape == (2, 64, 64, 1) and probs.dtype == np.float32
+        engine.close()

@@ -1,0 +1,319 @@
+"""Measure a model the way the station runs it: same preprocessing, tiling and scoring code.
+
+Probability maps come from :func:`engines.predict.predict_maps` (scale, tile, infer, stitch, back
+to full resolution) and every number from :mod:`engines.scoring`, so the report, the QC panel and
+the line agree. Two pixel metrics are reported on purpose:
+
+* ``dice``: mean Dice over the **defective** images only (the honest one);
+* ``dice_unet_industrial``: UNet_Industrial's published "IoU", in fact a per-image Dice with
+  eps = 1e-5 averaged over **all** images, so each defect-free image predicted empty scores 1.0.
+
+The operating point (threshold, minimum defect area) is chosen on the validation split, never on
+the split being reported; see :func:`suggest_operating_point`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from engines import scoring
+from engines.card import ModelCard, card_path_for
+from engines.predict import predict_maps
+from training.data import Sample, find_samples, load_split
+from training.data.loaders import DatasetError, read_image, read_mask, select
+from training.progress import Progress
+from training.report import write_examples, write_markdown, write_pr_plot
+
+log = logging.getLogger("training")
+
+THRESHOLDS = scoring.DEFAULT_THRESHOLDS
+UNET_INDUSTRIAL_EPS = 1e-5
+
+
+class KerasEngine:
+    """A run directory's checkpoint behind the :class:`engines.protocol.Engine` protocol."""
+
+    backend = "keras"
+
+    def __init__(self, model: Any, card: ModelCard) -> None:
+        self.model = model
+        self.card = card
+
+    def infer(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        return np.asarray(self.model(batch, training=False), np.float32)
+
+    def close(self) -> None:
+        self.model = None
+
+
+def open_model(path: str | Path) -> tuple[Any, ModelCard, Path | None]:
+    """``(engine, card, split file or None)`` for an ONNX/TensorRT file or a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        from training.export import base_card, load_run
+
+        cfg, model = load_run(path)
+        state_file = path / "state.json"
+        state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
+        card = base_card(cfg, path, path.name, state)
+        return KerasEngine(model, card), card, path / "split.json"
+    from engines import load_engine
+
+    engine = load_engine(path)
+    card = engine.card
+    split_file = path.with_suffix(".split.json")
+    if not split_file.is_file() and card.training.get("split_file"):
+        split_file = path.parent / str(card.training["split_file"])
+    return engine, card, split_file if split_file.is_file() else None
+
+
+def predict_samples(
+    engine: Any, samples: Sequence[Sample], progress: Progress, what: str
+) -> tuple[list[NDArray[np.float32]], list[NDArray[np.bool_]], NDArray[np.bool_], float]:
+    """Maps, full-resolution masks, labels and milliseconds per frame for ``samples``."""
+    probs: list[NDArray[np.float32]] = []
+    masks: list[NDArray[np.bool_]] = []
+    seconds = 0.0
+    chunk = 8
+    for start in range(0, len(samples), chunk):
+        part = samples[start : start + chunk]
+        images = [read_image(s.image_path) for s in part]
+        t0 = time.perf_counter()
+        probs.extend(predict_maps(engine, images))
+        seconds += time.perf_counter() - t0
+        for s, img in zip(part, images, strict=True):
+            shape = img.shape[:2]
+            masks.append(
+                read_mask(s.mask_path, shape) if s.mask_path is not None else np.zeros(shape, bool)
+            )
+        progress.emit("evaluate", split=what, done=len(probs), total=len(samples))
+    labels = np.array([m.any() for m in masks], bool)
+    return probs, masks, labels, 1000.0 * seconds / max(1, len(samples))
+
+
+def remove_small(binary: NDArray[np.bool_], min_area: int) -> NDArray[np.bool_]:
+    """Drop 8-connected blobs smaller than ``min_area`` (what the station's rules ignore)."""
+    import cv2
+
+    if min_area <= 1 or not binary.any():
+        return binary
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
+    return keep[lab]
+
+
+def pixel_metrics(
+    probs: Sequence[NDArray[np.float32]],
+    masks: Sequence[NDArray[np.bool_]],
+    threshold: float,
+    min_area: int = 0,
+) -> dict[str, float]:
+    dices, ious, unet = [], [], []
+    for p, m in zip(probs, masks, strict=True):
+        pred = remove_small(p >= threshold, min_area)
+        unet.append(scoring.dice(pred, m, eps=UNET_INDUSTRIAL_EPS))
+        if m.any():
+            dices.append(scoring.dice(pred, m))
+            ious.append(scoring.iou(pred, m))
+    nan = float("nan")
+    return {
+        "dice": float(np.mean(dices)) if dices else nan,
+        "iou": float(np.mean(ious)) if ious else nan,
+        "dice_unet_industrial": float(np.mean(unet)) if unet else nan,
+    }
+
+
+def suggest_operating_point(
+    probs: Sequence[NDArray[np.float32]],
+    labels: NDArray[np.bool_],
+    *,
+    target_precision: float = 1.0,
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> dict[str, Any]:
+    """Threshold and minimum defect area from a labelled (validation) set.
+
+    At each threshold the largest blob on any defect-free image (``normal_max``) and the smallest
+    "largest blob" over the defective images (``defect_min``) are found. Where
+    ``defect_min > normal_max`` the two classes separate and the minimum area is the midpoint,
+    leaving equal room on both sides; "largest normal blob + 1" would sit right at the edge of the
+    normal images and raised false alarms on unseen ones. The threshold with the widest ratio
+    ``defect_min / normal_max`` wins. Where no threshold separates, the (threshold, area) pair
+    with the best recall at ``target_precision`` is taken (best F1 if none reaches it).
+    """
+    labels = np.asarray(labels, bool)
+    best: dict[str, Any] | None = None
+    fallback: dict[str, Any] | None = None
+    for t in thresholds:
+        scores = np.array([scoring.image_score(p, t) for p in probs])
+        normal_max = int(scores[~labels].max()) if (~labels).any() else 0
+        defect_min = int(scores[labels].min()) if labels.any() else 0
+        if labels.any() and defect_min > normal_max:
+            margin = defect_min / max(normal_max, 1)
+            cand = {
+                "threshold": float(t),
+                "min_area_px": int((normal_max + defect_min + 1) // 2),  # ceil(midpoint)
+                "separable": True,
+                "normal_max_area": normal_max,
+                "defect_min_area": defect_min,
+                "margin": float(margin),
+            }
+            key = (margin, -abs(t - 0.5))
+            if best is None or key > (best["margin"], -abs(best["threshold"] - 0.5)):
+                best = cand
+            continue
+        for area in sorted({int(s) for s in scores if s > 0}):
+            flagged = scores >= area
+            row = scoring.confusion_row(t, flagged, labels)
+            f1 = 2 * row.precision * row.recall / max(1e-9, row.precision + row.recall)
+            key = (
+                row.precision >= target_precision,
+                row.recall if row.precision >= target_precision else f1,
+            )
+            if fallback is None or key > fallback["_key"]:
+                fallback = {
+                    "threshold": float(t),
+                    "min_area_px": area,
+                    "separable": False,
+                    "normal_max_area": normal_max,
+                    "defect_min_area": defect_min,
+                    "precision": row.precision,
+                    "recall": row.recall,
+                    "_key": key,
+                }
+    chosen = best or fallback or {"threshold": 0.5, "min_area_px": 1, "separable": False}
+    chosen.pop("_key", None)
+    chosen["target_precision"] = target_precision
+    return chosen
+
+
+def _split_samples(
+    samples: list[Sample], split_file: Path | None, which: str
+) -> tuple[list[Sample], list[Sample] | None, dict[str, Any]]:
+    if which == "all":
+        return samples, None, {"name": "all", "file": None}
+    if split_file is None:
+        raise DatasetError(
+            f"--split {which} needs the split recorded with the model (MODEL.split.json or "
+            "RUN/split.json); use --split all to measure every image"
+        )
+    split = load_split(split_file)
+    chosen = select(samples, split.names(which))
+    val = select(samples, split.val) if split.val else None
+    return chosen, val, {"name": which, "file": str(split_file), "seed": split.seed}
+
+
+def evaluate_model(
+    model: str | Path,
+    data: str | Path,
+    *,
+    masks: str | Path | None = None,
+    split: str = "test",
+    out_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    adopt_operating_point: bool = False,
+    target_precision: float = 1.0,
+    examples: int = 4,
+) -> dict[str, Any]:
+    """Evaluate, write ``report.json`` / ``report.md`` / plots, and return the report.
+
+    With ``adopt_operating_point`` (used by export) the validation-chosen threshold and minimum
+    area are written into the model's card; otherwise the card's own operating point is used.
+    """
+    progress = progress or Progress("none")
+    model = Path(model)
+    engine, card, split_file = open_model(model)
+    samples = find_samples(data, masks)
+    chosen, val, split_info = _split_samples(samples, split_file, split)
+
+    if val is not None and split != "val":
+        v_probs, _, v_labels, _ = predict_samples(engine, val, progress, "val")
+    else:
+        v_probs = v_labels = None
+    probs, gt, labels, ms = predict_samples(engine, chosen, progress, split)
+    if v_probs is None:
+        v_probs, v_labels = probs, labels
+    suggested = suggest_operating_point(v_probs, v_labels, target_precision=target_precision)
+    suggested["basis"] = "val" if split not in ("val", "all") else split
+    if adopt_operating_point or model.is_dir():
+        threshold, min_area = suggested["threshold"], suggested["min_area_px"]
+    else:
+        threshold, min_area = card.threshold, card.min_area_px
+
+    table = scoring.threshold_table(probs, labels, THRESHOLDS, min_area)
+    scores = scoring.image_scores(probs, threshold)
+    ap = scoring.average_precision(scores, labels) if labels.any() else float("nan")
+    operating = scoring.confusion_row(threshold, scores >= max(1, min_area), labels)
+    split_info.update(images=len(chosen), defective=int(labels.sum()))
+    report: dict[str, Any] = {
+        "model": str(model),
+        "model_id": card.model_id,
+        "precision": card.precision,
+        "data": str(data),
+        "split": split_info,
+        "threshold": threshold,
+        "min_area_px": min_area,
+        "pixel": pixel_metrics(probs, gt, threshold),
+        "pixel_after_min_area": pixel_metrics(probs, gt, threshold, min_area),
+        "image_level": [r.as_dict() for r in table],
+        "operating_point": operating.as_dict(),
+        "ap": ap,
+        "suggested": suggested,
+        "ms_per_frame": ms,
+        "backend": getattr(engine, "backend", ""),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    out = Path(out_dir) if out_dir else (model if model.is_dir() else model.parent) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    report["report_dir"] = str(out)
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    precision, recall, _ = scoring.pr_curve(scores, labels)
+    write_pr_plot(out / "pr_curve.png", precision, recall, ap, title=f"{model.name} ({split})")
+    names = [s.name for s in chosen]
+    flagged = scores >= max(1, min_area)
+    write_examples(out, chosen, probs, gt, labels, flagged, threshold, min_area, examples)
+    write_markdown(out / "report.md", report, names, labels, flagged)
+    log.info("report %s: %s, AP %.3f", out / "report.json", report["pixel"], ap)
+
+    if adopt_operating_point and not model.is_dir():
+        metrics = {
+            "split": split_info["name"],
+            "split_file": split_info.get("file") and Path(split_info["file"]).name,
+            **report["pixel"],
+            "ap": ap,
+            "operating_point": operating.as_dict(),
+            "pixel_after_min_area": report["pixel_after_min_area"],
+            "ms_per_frame_cpu": ms,
+        }
+        card = card.with_updates(threshold=threshold, min_area_px=int(min_area), metrics=metrics)
+        card.save(card_path_for(model))
+    engine.close()
+    return report
+
+
+def evaluate_cli(args: Any, progress: Progress) -> dict[str, Any]:
+    report = evaluate_model(
+        args.model,
+        args.data,
+        masks=args.masks,
+        split=args.split,
+        out_dir=args.out,
+        progress=progress,
+        target_precision=args.target_precision,
+        examples=args.examples,
+    )
+    return {
+        "model": report["model"],
+        "report": str(Path(report["report_dir"]) / "report.json"),
+        "pixel": report["pixel"],
+        "ap": report["ap"],
+        "operating_point": report["operating_point"],
+    }

@@ -1,0 +1,247 @@
+"""Export a trained network to ONNX, verify it against Keras on real images, write its card.
+
+tf2onnx 1.17's ``from_keras`` predates Keras 3, so the network is wrapped in a ``tf.function``
+with a fixed ``[None, H, W, C]`` signature and converted with ``from_function``; the graph's
+input and output are then renamed to the card's names (``image`` / ``probability``). The batch
+axis stays dynamic, the opset is pinned. A conversion that differs from Keras by more than the
+tolerance on real frames is deleted and the command fails: a silently wrong model is worse than
+none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from engines.card import ModelCard, card_path_for
+from engines.tiling import extract_tiles, tile_grid
+from training.data import find_samples, load_split
+from training.data.loaders import read_image, select
+from training.progress import Progress
+
+log = logging.getLogger("training")
+
+DEFAULT_OPSET = 17
+DEFAULT_TOLERANCE = 1e-4
+
+
+class ExportError(RuntimeError):
+    """The exported model is missing, unconvertible or disagrees with the Keras model."""
+
+
+def _rename_io(model_proto: Any, input_name: str, output_name: str) -> None:
+    graph = model_proto.graph
+    renames = {graph.input[0].name: input_name, graph.output[0].name: output_name}
+    for node in graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    graph.input[0].name = input_name
+    graph.output[0].name = output_name
+    for value in (graph.input[0], graph.output[0]):  # a readable name for the dynamic batch axis
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+
+
+def convert(
+    model: Any,
+    path: str | Path,
+    *,
+    input_shape: tuple[int, int, int],
+    opset: int = DEFAULT_OPSET,
+    input_name: str = "image",
+    output_name: str = "probability",
+) -> Path:
+    """Write ``model`` as ONNX with input ``input_name`` ``[N, H, W, C]`` float32."""
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec((None, *input_shape), tf.float32, name=input_name),)
+
+    @tf.function(input_signature=spec)
+    def serve(image: Any) -> Any:
+        return model(image, training=False)
+
+    model_proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset)
+    if len(model_proto.graph.input) != 1 or len(model_proto.graph.output) != 1:
+        raise ExportError("the converted graph does not have exactly one input and one output")
+    _rename_io(model_proto, input_name, output_name)
+    model_proto.producer_name = "inspection-station training"
+    onnx.checker.check_model(model_proto)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model_proto, str(path))
+    return path
+
+
+def onnx_predict(path: str | Path, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.asarray(session.run(None, {name: batch})[0], np.float32)
+
+
+def verify(
+    path: str | Path, model: Any, batch: NDArray[np.float32], tolerance: float = DEFAULT_TOLERANCE
+) -> dict[str, Any]:
+    """Compare ONNX Runtime with Keras on ``batch``; raise :class:`ExportError` beyond tolerance."""
+    expected = np.asarray(model(batch, training=False), np.float32)
+    got = onnx_predict(path, batch)
+    if got.shape != expected.shape:
+        raise ExportError(f"{path}: ONNX output shape {got.shape} != Keras {expected.shape}")
+    diff = np.abs(got - expected)
+    result = {
+        "keras_max_abs_diff": float(diff.max()),
+        "keras_mean_abs_diff": float(diff.mean()),
+        "tolerance": tolerance,
+        "tiles": int(batch.shape[0]),
+    }
+    if not np.isfinite(diff).all() or diff.max() > tolerance:
+        raise ExportError(
+            f"{path}: ONNX disagrees with the Keras model: max |diff| {diff.max():.3g} > "
+            f"{tolerance:g} on {batch.shape[0]} real image tiles"
+        )
+    return result
+
+
+def real_tiles(image_paths: list[Path], card: ModelCard, limit: int = 16) -> NDArray[np.float32]:
+    """Model-input tiles cut from real frames exactly as the station cuts them."""
+    from engines.predict import default_overlap
+    from engines.preprocess import to_model_input
+
+    th, tw = card.input_height, card.input_width
+    tiles: list[NDArray[np.float32]] = []
+    for p in image_paths:
+        x = to_model_input(read_image(p), card)
+        positions = tile_grid(x.shape[0], x.shape[1], th, tw, default_overlap(th, tw))
+        tiles.extend(extract_tiles(x, positions, th, tw))
+        if len(tiles) >= limit:
+            break
+    return np.stack(tiles[:limit]).astype(np.float32)
+
+
+def load_run(run: str | Path) -> tuple[dict[str, Any], Any]:
+    """The run's config and its best checkpoint as a float32 Keras model.
+
+    A mixed-precision checkpoint is rebuilt in float32 and its weights copied, so the exported
+    graph (and the FP32 card) is float32 whatever the training policy was.
+    """
+    import keras
+
+    import training.losses  # noqa: F401  (registers the custom objects for loading)
+    from training.model import build_model
+
+    run = Path(run)
+    config_path = run / "config.json"
+    if not config_path.is_file():
+        raise ExportError(f"{run}: not a run directory (no config.json)")
+    cfg = json.loads(config_path.read_text(encoding="utf-8"))
+    ckpt = run / "checkpoints" / "best.keras"
+    if not ckpt.is_file():
+        raise ExportError(f"{ckpt}: no best checkpoint (did training run an epoch?)")
+    keras.mixed_precision.set_global_policy("float32")
+    trained = keras.models.load_model(ckpt, compile=False)
+    model = build_model(
+        cfg["architecture"],
+        channels=cfg["channels"],
+        base_filters=cfg["base_filters"],
+        weight_decay=0.0,
+    )
+    model.set_weights(trained.get_weights())
+    return cfg, model
+
+
+def base_card(cfg: dict[str, Any], run: Path, name: str, summary: dict[str, Any]) -> ModelCard:
+    arch = cfg["architecture"]
+    arch_name = f"tinyunet-f{cfg['base_filters']}" if arch == "tinyunet" else arch
+    return ModelCard(
+        name=name,
+        input_height=cfg["image_size"],
+        input_width=cfg["image_size"],
+        channels=cfg["channels"],
+        frame_scale=cfg["frame_scale"],
+        architecture=arch_name,
+        model_id=f"{name}@{run.name}",
+        training={
+            "run_id": run.name,
+            "data": cfg["data"],
+            "seed": cfg["seed"],
+            "epochs": cfg["epochs"],
+            "image_size": cfg["image_size"],
+            "base_filters": cfg["base_filters"],
+            "epochs_run": summary.get("epoch"),
+            "best_epoch": summary.get("best_epoch"),
+            "best_val_dice": summary.get("best_val_dice"),
+            "training_time_s": round(float(summary.get("elapsed_s", 0.0)), 1),
+            "amp": cfg["amp"],
+            "xla": cfg["xla"],
+        },
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+
+
+def export_run(
+    run: str | Path,
+    out: str | Path,
+    *,
+    name: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    tolerance: float = DEFAULT_TOLERANCE,
+    evaluate: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Export ``run``'s best checkpoint to ``out`` (+ card, split, report); see module doc."""
+    progress = progress or Progress("none")
+    run, out = Path(run), Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ExportError(f"{out}: the output must be an .onnx file")
+    cfg, model = load_run(run)
+    state_path = run / "state.json"
+    state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
+    card = base_card(cfg, run, name or out.stem, state)
+
+    split = load_split(run / "split.json")
+    samples = find_samples(cfg["data"], cfg.get("masks"))
+    val = select(samples, split.val)
+    progress.emit("export", stage="convert", model=str(out))
+    convert(model, out, input_shape=card.input_shape, opset=opset)
+    batch = real_tiles([s.image_path for s in val], card)
+    try:
+        agreement = verify(out, model, batch, tolerance)
+    except ExportError:
+        out.unlink(missing_ok=True)
+        raise
+    log.info("export %s verified: max |diff| %.3g", out, agreement["keras_max_abs_diff"])
+
+    # The split travels with the model (names only), so `evaluate --split test` re-measures it.
+    split_copy = out.with_suffix(".split.json")
+    if split_copy.resolve() != (run / "split.json").resolve():
+        shutil.copyfile(run / "split.json", split_copy)
+    training = {**card.training, "split_file": split_copy.name, "opset": opset}
+    card = card.with_updates(training=training, agreement={**agreement, "reference": "keras fp32"})
+    card.save(card_path_for(out))
+    result: dict[str, Any] = {"model": str(out), "card": str(card_path_for(out))}
+    if evaluate:
+        from training.evaluate import evaluate_model
+
+        progress.emit("export", stage="evaluate", model=str(out))
+        report = evaluate_model(
+            out,
+            cfg["data"],
+            masks=cfg.get("masks"),
+            split="test",
+            out_dir=run / "report",
+            progress=progress,
+            adopt_operating_point=True,
+        )
+        report_copy = out.with_name(out.stem + "-report.json")
+        shutil.copyfile(run / "report" / "report.json", report_copy)
+        result.update(report=str(report_copy), metrics=report["pixel"], ap=report["ap"])
+    return result

@@ -1,0 +1,136 @@
+"""The networks: TinyUNet (the station's default) and NVIDIA's UNet_Industrial layout.
+
+Both take float32 ``N x H x W x C`` in [0, 1] (what :mod:`engines.preprocess` produces) and return
+``N x H x W x 1`` sigmoid probabilities in float32, also under mixed precision. Per-image
+standardisation is the first layer, so the exported ONNX carries it and no runtime has to know
+the training statistics; it also makes the network indifferent to the line's overall brightness.
+The spatial axes are left open: the same weights train on crops and validate on whole frames
+(sides divisible by 2**depth); the ONNX export fixes them to the card's input size.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import keras
+from keras import layers, ops
+
+Architecture = Literal["tinyunet", "unet_industrial"]
+ARCHITECTURES: tuple[Architecture, ...] = ("tinyunet", "unet_industrial")
+# Smallest std used when standardising: a flat tile (std ~ 0) would otherwise turn sensor noise
+# into full-scale input. 0.01 is ~2.5 grey levels of an 8-bit frame.
+STD_FLOOR = 0.01
+
+
+@keras.saving.register_keras_serializable(package="training")
+class Standardize(layers.Layer):
+    """``(x - mean) / sqrt(var + floor**2)`` per image, computed in float32."""
+
+    def __init__(self, floor: float = STD_FLOOR, **kwargs: Any) -> None:
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.floor = floor
+
+    def call(self, x: Any) -> Any:
+        mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        var = ops.mean(ops.square(x - mean), axis=(1, 2, 3), keepdims=True)
+        return (x - mean) / ops.sqrt(var + self.floor**2)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "floor": self.floor}
+
+
+def _conv(filters: int, size: int, weight_decay: float, name: str) -> layers.Conv2D:
+    return layers.Conv2D(
+        filters,
+        size,
+        padding="same",
+        activation="relu",
+        kernel_initializer="he_uniform",
+        kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None,
+        name=name,
+    )
+
+
+def _double(x: Any, filters: int, wd: float, name: str) -> Any:
+    x = _conv(filters, 3, wd, f"{name}_conv1")(x)
+    return _conv(filters, 3, wd, f"{name}_conv2")(x)
+
+
+def _up(x: Any, filters: int, wd: float, name: str) -> Any:
+    """Upsample x2, then a 2x2 conv (UNet_Industrial's upsample block, not a transposed conv)."""
+    x = layers.UpSampling2D(2, name=f"{name}_upsample")(x)
+    return _conv(filters, 2, wd, f"{name}_upconv")(x)
+
+
+def _head(x: Any) -> Any:
+    # float32 output even under mixed_float16: the sigmoid and the loss need the precision.
+    return layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="probability")(x)
+
+
+def tiny_unet(
+    channels: int = 1, base_filters: int = 16, weight_decay: float = 1e-5, depth: int = 3
+) -> keras.Model:
+    """3 down blocks (2 conv + max-pool), bottleneck, 3 up blocks (upsample + conv, skip, 2 conv)."""
+    inp = keras.Input((None, None, channels), name="image")
+    x = Standardize(name="standardize")(inp)
+    skips = []
+    for level in range(depth):
+        x = _double(x, base_filters * 2**level, weight_decay, f"down{level + 1}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"down{level + 1}_pool")(x)
+    x = _double(x, base_filters * 2**depth, weight_decay, "bottleneck")
+    for level in reversed(range(depth)):
+        f = base_filters * 2**level
+        x = _up(x, f, weight_decay, f"up{level + 1}")
+        x = layers.Concatenate(name=f"up{level + 1}_concat")([x, skips[level]])
+        x = _double(x, f, weight_decay, f"up{level + 1}")
+    return keras.Model(inp, _head(x), name=f"tinyunet_f{base_filters}")
+
+
+def unet_industrial(channels: int = 1, weight_decay: float = 1e-5) -> keras.Model:
+    """NVIDIA UNet_Industrial's layout: input block 32, down 32/64/128, bottleneck 256, 4 pools.
+
+    Each decoder stage concatenates its skip, applies two 3x3 convs and then upsamples with a 2x2
+    conv, as UNet_Industrial's ``upsample_unet_block`` does; the output block mirrors the input
+    block. The sides of the input must be divisible by 16.
+    """
+    inp = keras.Input((None, None, channels), name="image")
+    x = Standardize(name="standardize")(inp)
+    skips = []
+    for i, f in enumerate((32, 32, 64, 128)):
+        x = _double(x, f, weight_decay, "input" if i == 0 else f"down{i}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+    x = _double(x, 256, weight_decay, "bottleneck")
+    x = _up(x, 128, weight_decay, "bottleneck")
+    for i, f in zip((3, 2, 1), (128, 64, 32), strict=True):
+        x = layers.Concatenate(name=f"up{i}_concat")([x, skips[i]])
+        x = _double(x, f, weight_decay, f"up{i}")
+        x = _up(x, 32 if i == 1 else f // 2, weight_decay, f"up{i}")
+    x = layers.Concatenate(name="output_concat")([x, skips[0]])
+    x = _double(x, 32, weight_decay, "output")
+    return keras.Model(inp, _head(x), name="unet_industrial")
+
+
+def build_model(
+    architecture: Architecture,
+    *,
+    channels: int = 1,
+    base_filters: int = 16,
+    weight_decay: float = 1e-5,
+) -> keras.Model:
+    if architecture == "tinyunet":
+        return tiny_unet(channels, base_filters, weight_decay)
+    if architecture == "unet_industrial":
+        return unet_industrial(channels, weight_decay)
+    raise ValueError(f"unknown architecture {architecture!r} (expected one of {ARCHITECTURES})")
+
+
+def size_multiple(architecture: Architecture) -> int:
+    """Input sides must be divisible by this (2 ** number of poolings)."""
+    return 16 if architecture == "unet_industrial" else 8
+
+
+def describe(model: keras.Model) -> str:
+    return f"{model.name} ({model.count_params():,} parameters)"

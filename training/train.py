@@ -1,0 +1,204 @@
+"""Train a segmentation network on a dataset folder; everything lands in one run directory.
+
+Run directory: ``config.json`` (the arguments), ``split.json`` (the seeded split), ``history.json``
+(one entry per epoch), ``train.log``, ``checkpoints/last.keras`` (for ``--resume``),
+``checkpoints/best.keras`` (best validation Dice) and ``state.json``. After training the best
+checkpoint is exported to ``model.onnx`` (verified against Keras) and evaluated (``report.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.data import find_samples, load_split, make_split, save_split
+from training.data.batches import Arrays, BatchSampler, load_arrays
+from training.data.loaders import DatasetError, select
+from training.progress import Progress
+
+log = logging.getLogger("training")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    masks: str | None = None
+    epochs: int = 60
+    image_size: int = 256  # the exported network's (and card's) input side
+    crop_size: int = 0  # training crop side; 0 = image_size (smaller crops = more per step)
+    base_filters: int = 16
+    architecture: str = "tinyunet"
+    frame_scale: float = 1.0
+    channels: int = 0  # 0 = from the first image
+    batch_size: int = 8
+    steps_per_epoch: int = 40
+    learning_rate: float = 1e-3
+    lr_decay: float = 0.5  # multiply the learning rate by this ...
+    lr_decay_epochs: int = 20  # ... every this many epochs (staircase, as UNet_Industrial)
+    optimizer: str = "adam"
+    weight_decay: float = 1e-5
+    clipnorm: float = 1.0
+    defect_share: float = 0.4
+    patience: int = 15
+    max_minutes: float = 0.0  # 0 = no time budget
+    seed: int = 0
+    amp: bool = False
+    xla: bool = True
+    resume: bool = False
+    export: bool = True
+    progress: str = "human"
+
+
+_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+
+
+def _attach_log(run: Path, progress: str) -> logging.Handler:
+    """``RUN/train.log`` for this run (detached afterwards), plus stderr once per process.
+
+    In JSON mode stdout belongs to the GUI's parser, so human-readable logs never go there. With
+    the progress bar in a terminal, stderr gets warnings only (the bar already shows each epoch).
+    """
+    run.mkdir(parents=True, exist_ok=True)
+    log.setLevel(logging.INFO)
+    if not any(getattr(h, "_training_stderr", False) for h in log.handlers):
+        err = logging.StreamHandler(sys.stderr)
+        err.setFormatter(_FORMAT)
+        bar = progress == "human" and sys.stdout.isatty()
+        err.setLevel(logging.WARNING if bar else logging.INFO)
+        err._training_stderr = True  # type: ignore[attr-defined]
+        log.addHandler(err)
+    handler = logging.FileHandler(run / "train.log")
+    handler.setFormatter(_FORMAT)
+    log.addHandler(handler)
+    return handler
+
+
+def pick_strategy(tf: Any) -> Any:
+    """MirroredStrategy on several GPUs, multi-worker when TF_CONFIG says so, else the default."""
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _pad_multiple(x: np.ndarray, k: int) -> np.ndarray:
+    ph, pw = (-x.shape[0]) % k, (-x.shape[1]) % k
+    if ph or pw:
+        x = np.pad(x, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+    return x
+
+
+def validate(model: Any, arrays: Arrays, multiple: int) -> dict[str, float]:
+    """Whole-frame validation at the training scale: loss, Dice on defective frames, false alarms.
+
+    Frames of the same size go through the network together; sides are reflect-padded to the
+    architecture's multiple and cropped back.
+    """
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, x in enumerate(arrays.images):
+        by_shape.setdefault(x.shape, []).append(i)
+    probs: list[np.ndarray] = [np.empty(0)] * len(arrays.images)
+    for idx in by_shape.values():
+        for start in range(0, len(idx), 8):
+            chunk = idx[start : start + 8]
+            batch = np.stack([_pad_multiple(arrays.images[i], multiple) for i in chunk])
+            out = np.asarray(model(batch, training=False), np.float32)[..., 0]
+            for j, i in enumerate(chunk):
+                h, w = arrays.masks[i].shape
+                probs[i] = out[j, :h, :w]
+    eps = 1e-6
+    dices, losses, false_alarm = [], [], 0
+    for p, m, d in zip(probs, arrays.masks, arrays.defective, strict=True):
+        pc = np.clip(p, eps, 1 - eps)
+        bce = -np.mean(m * np.log(pc) + (1 - m) * np.log(1 - pc))
+        soft = (2 * np.sum(m * p) + 1) / (m.sum() + p.sum() + 1)
+        losses.append(bce + 1 - soft)
+        hard = p > 0.5
+        if d:
+            dices.append(2 * np.sum(hard & (m > 0.5)) / (hard.sum() + m.sum() + eps))
+        elif hard.any():
+            false_alarm += 1
+    return {
+        "val_loss": float(np.mean(losses)),
+        "val_dice": float(np.mean(dices)) if dices else float("nan"),
+        "val_false_alarm_images": float(false_alarm),
+    }
+
+
+def _detect_channels(samples: list[Any]) -> int:
+    from training.data.loaders import read_image
+
+    first = read_image(samples[0].image_path)
+    return 3 if first.ndim == 3 and first.shape[2] >= 3 else 1
+
+
+def save_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, progress: Progress) -> dict[str, Any]:
+    """Train (or resume) and return the final summary (paths and metrics)."""
+    run = Path(cfg.out)
+    handler = _attach_log(run, cfg.progress)
+    try:
+        return _train(cfg, run, progress)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _train(cfg: TrainConfig, run: Path, progress: Progress) -> dict[str, Any]:
+    t_start = time.monotonic()
+    samples = find_samples(cfg.data, cfg.masks)
+    split_path = run / "split.json"
+    if cfg.resume and split_path.is_file():
+        split = load_split(split_path)
+    else:
+        split = make_split(samples, seed=cfg.seed)
+        split.info["data"] = str(Path(cfg.data).resolve())
+        save_split(split, split_path)
+    if not split.train or not split.val:
+        raise DatasetError(f"{cfg.data}: too few images for a train/val split ({len(samples)})")
+    if cfg.channels == 0:
+        cfg.channels = _detect_channels(samples)
+    save_json(run / "config.json", asdict(cfg))
+    log.info("data %s: %s", cfg.data, split.info)
+
+    train_arr = load_arrays(
+        select(samples, split.train), channels=cfg.channels, scale=cfg.frame_scale
+    )
+    val_arr = load_arrays(select(samples, split.val), channels=cfg.channels, scale=cfg.frame_scale)
+    if not train_arr.defective.any():
+        raise DatasetError(f"{cfg.data}: the training split holds no defective image")
+
+    from training.keras_loop import fit
+
+    result = fit(cfg, run, train_arr, val_arr, progress, t_start)
+    summary: dict[str, Any] = {"run": str(run), **result}
+    if cfg.export:
+        from training.export import export_run
+
+        exported = export_run(run, run / "model.onnx", progress=progress)
+        summary.update(exported)
+    save_json(run / "summary.json", summary)
+    return summary
+
+
+def make_sampler(cfg: TrainConfig, arrays: Arrays) -> BatchSampler:
+    side = cfg.crop_size or cfg.image_size
+    size = (side, side)
+    return BatchSampler(
+        arrays, input_size=size, batch_size=cfg.batch_size, defect_share=cfg.defect_share
+    )
