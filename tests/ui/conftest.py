@@ -8,6 +8,7 @@ through exactly the same load_engine / predict path as the demo model.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,24 @@ from app.station.inspection import Rules
 from app.station.recipe import Recipe, SourceSettings
 from app.station.settings import Settings
 from engines.card import ModelCard
+
+
+@pytest.fixture(autouse=True)
+def _delete_widgets_now() -> Iterator[None]:
+    """Flush the deleteLater() of this test's widgets before the next test starts.
+
+    pytest-qt closes widgets with deleteLater() and nothing runs those deletions until some later
+    test spins an event loop; pyqtgraph items then die in the middle of that test (test_live.py
+    counts references to True around its signals and sees them drop).
+    """
+    yield
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    if QApplication.instance() is not None:
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
+
 
 TILE = 32
 K = 12.0  # steepness: background 0.2 -> p 0.03, blob 0.75 -> p 0.95, faint blob 0.6 -> p 0.77

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import gc
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -12,8 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QEvent, Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import Qt
 
 from app.station.inspection import FrameResult
 from app.station.recipe import Recipe
@@ -24,19 +22,6 @@ from app.ui.history_panel import HistoryPanel
 from app.ui.stats_panel import StatsPanel
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(autouse=True)
-def _delete_widgets_now() -> Iterator[None]:
-    """Flush the deleteLater() of this test's widgets before the next test starts.
-
-    pytest-qt closes widgets with deleteLater() and nothing runs those deletions until some later
-    test spins an event loop; pyqtgraph items then die in the middle of that test (tests/ui/
-    test_live.py counts references to True around its signals and sees them drop).
-    """
-    yield
-    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    gc.collect()
 
 
 DAY = 86400.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,19 +24,6 @@ from app.ui.label_panel import LabelPanel
 from app.ui.paint_canvas import PaintCanvas
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(autouse=True)
-def _delete_widgets_now() -> Iterator[None]:
-    """Flush the deleteLater() of this test's widgets before the next test starts.
-
-    pytest-qt closes widgets with deleteLater() and nothing runs those deletions until some later
-    test spins an event loop; pyqtgraph items then die in the middle of that test (tests/ui/
-    test_live.py counts references to True around its signals and sees them drop).
-    """
-    yield
-    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    gc.collect()
 
 
 LEFT = Qt.MouseButton.LeftButton

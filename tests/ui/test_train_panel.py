@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import sys
 from collections.abc import Iterator
@@ -11,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QEvent
-from PySide6.QtWidgets import QApplication
 
 from app.station.inspection import FrameResult
 from app.station.recipe import Recipe
@@ -23,19 +20,6 @@ from app.ui.bridge import SessionBridge
 from app.ui.train_panel import TrainPanel
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(autouse=True)
-def _delete_widgets_now() -> Iterator[None]:
-    """Flush the deleteLater() of this test's widgets before the next test starts.
-
-    pytest-qt closes widgets with deleteLater() and nothing runs those deletions until some later
-    test spins an event loop; pyqtgraph items then die in the middle of that test (tests/ui/
-    test_live.py counts references to True around its signals and sees them drop).
-    """
-    yield
-    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    gc.collect()
 
 
 HAVE_TF = importlib.util.find_spec("tensorflow") is not None  # not imported here: child only
