@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-runs", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved passes over all rows")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--note", default="", help="a line for the report (how the model was made)")
     args = parser.parse_args(argv)
     command = "python -m bench.bench_engines " + shlex.join(sys.argv[1:] if argv is None else argv)
 
@@ -234,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         if shown.is_absolute() and shown.is_relative_to(ROOT):
             shown = shown.relative_to(ROOT)
         report = render(results, diffs, baseline, shown, card, command)
+        if args.note:
+            report = report.replace("\n\nBaseline:", f"  \nNote: {args.note}\n\nBaseline:", 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")
     print(report)
