@@ -52,7 +52,11 @@ def test_extras_split_runtime_from_training_and_gpu() -> None:
 def test_build_spec_bundles_the_station_without_tensorflow() -> None:
     source = (ROOT / "build.spec").read_text(encoding="utf-8")
     tree = ast.parse(source)  # the spec is Python: it must at least parse
-    calls = {n.func.id: n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    calls = {
+        n.func.id: n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    }
     analysis = calls["Analysis"]
     entry = ast.literal_eval(analysis.args[0])[0]
     assert (ROOT / entry).is_file()

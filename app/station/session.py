@@ -105,6 +105,7 @@ class InspectionSession:
             engine.close()
             raise
         self._spec = recipe.source.spec
+        self._missing_controls: dict[str, str] = {}
         self._options = source_options(recipe)
         self._lock = threading.RLock()  # session state; never held while calling subscribers
         self._step_lock = threading.RLock()  # one step at a time (the engine is not thread-safe)
@@ -143,6 +144,11 @@ class InspectionSession:
     def source_spec(self) -> str:
         return self._spec
 
+    @property
+    def missing_controls(self) -> dict[str, str]:
+        """Camera controls (exposure_us, gain_db, trigger) the open device lacks, with why."""
+        return dict(self._missing_controls)
+
     def open_source(self, spec: str, *, options: SourceOptions | None = None) -> None:
         """Use ``spec`` from now on (restarting if running). Raises SourceError when unusable.
 
@@ -151,12 +157,15 @@ class InspectionSession:
         """
         options = options or self._options
         probe = open_source(spec, settings=options)
+        # What a camera lacks is known only once it is open: keep it for the GUI's controls.
+        missing = dict(getattr(probe, "missing_controls", {}))
         probe.close()
         was_running = self.running
         self.stop()
         self._close_stepper()
         with self._lock:
             self._spec, self._options = spec, options
+            self._missing_controls = missing
         if was_running:
             self.start()
 
@@ -183,6 +192,7 @@ class InspectionSession:
                 return
             self._close_stepper()
             source = open_source(self._spec, settings=self._options)
+            self._missing_controls = dict(getattr(source, "missing_controls", {}))
             pipeline = self._make_pipeline(source, limit=limit, backpressure=backpressure)
             with self._lock:
                 self._pipeline = pipeline

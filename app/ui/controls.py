@@ -73,6 +73,12 @@ class CameraBox(QGroupBox):
         self._camera = False
         self._editable = True
         self._running = False
+        self._missing: dict[str, str] = {}
+        self._controls = {
+            "exposure_us": self.exposure,
+            "gain_db": self.gain,
+            "trigger": self.trigger,
+        }
 
     def settings(self) -> CameraSettings:
         trigger = self.trigger.currentText()
@@ -82,11 +88,15 @@ class CameraBox(QGroupBox):
             trigger=None if trigger == TRIGGERS[0] else trigger,  # type: ignore[arg-type]
         )
 
-    def show_source(self, spec: str, camera: CameraSettings) -> None:
+    def show_source(
+        self, spec: str, camera: CameraSettings, missing: dict[str, str] | None = None
+    ) -> None:
+        """``missing``: {control: reason} for controls the open device lacks (greyed out)."""
         try:
             self._camera = parse_spec(spec).kind == "genicam"
         except SourceError:
             self._camera = False
+        self._missing = dict(missing or {})
         self.exposure.setValue(camera.exposure_us or 0)
         self.gain.setValue(-1 if camera.gain_db is None else camera.gain_db)
         self.trigger.setCurrentText(camera.trigger or TRIGGERS[0])
@@ -107,6 +117,11 @@ class CameraBox(QGroupBox):
         else:
             why = "Applied when the camera is reopened"
         self.setToolTip(why)
+        for control, widget in self._controls.items():
+            reason = self._missing.get(control)
+            widget.setEnabled(reason is None)
+            widget.setToolTip(reason or why)
+        self.apply_button.setEnabled(len(self._missing) < len(self._controls))
 
 
 class ControlsPanel(QWidget):
@@ -280,7 +295,7 @@ class ControlsPanel(QWidget):
     def _show_source(self) -> None:
         spec = self.session.source_spec
         self.source_label.setText(f"Source: {spec or 'none'}")
-        self.camera.show_source(spec, self._camera)
+        self.camera.show_source(spec, self._camera, self.session.missing_controls)
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Image folder")

@@ -77,7 +77,9 @@ def test_mono8_acquisition_with_size() -> None:
         "genicam:VikyTL_DEV_green", settings=options(pixel_format="Mono8", width=320, height=240)
     )
     try:
-        assert src.unsupported_settings == {}
+        assert src.unsupported_settings == {}  # nothing requested that Viky lacks ...
+        # ... yet the controls it lacks are known, requested or not (the GUI greys them out)
+        assert set(src.missing_controls) == {"exposure_us", "gain_db", "trigger"}
         frames = take(src, 50)
     finally:
         src.close()

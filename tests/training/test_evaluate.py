@@ -86,3 +86,15 @@ def test_remove_small_keeps_large_blobs() -> None:
     binary = _map([(0, 0, 2, 1.0), (10, 10, 5, 1.0)]) > 0
     kept = remove_small(binary, 5)
     assert kept.sum() == 25 and not kept[0, 0]
+
+
+def test_operating_point_prefers_better_dice_when_safely_separable() -> None:
+    truth = _map([(10, 10, 20, 1.0)]) > 0
+    # the defect map is sure in its core (0.9) and fainter at its rim (0.35): 0.3 segments it all
+    defect = _map([(10, 10, 20, 0.35), (14, 14, 12, 0.9)])
+    probs = [defect, _map([])]
+    labels = np.array([True, False])
+    op = suggest_operating_point(probs, labels, masks=[truth, np.zeros_like(truth)],
+                                 thresholds=(0.3, 0.5))  # fmt: skip
+    assert op["threshold"] == pytest.approx(0.3) and op["val_dice"] == pytest.approx(1.0)
+    assert op["min_area_px"] == 200  # ceil((0 + 400) / 2)

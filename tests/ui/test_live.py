@@ -198,6 +198,11 @@ def test_genicam_device_list_and_camera_box(qtbot: Any, make_main_window: Any) -
     qtbot.waitUntil(lambda: not controls.busy(), timeout=10_000)
     assert window.session.source_spec == opened.args[0]
     assert controls.camera.isEnabled()
+    # Viky has no exposure, gain or trigger node: each control is greyed out and says why.
+    assert set(window.session.missing_controls) == {"exposure_us", "gain_db", "trigger"}
+    for widget in (controls.camera.exposure, controls.camera.gain, controls.camera.trigger):
+        assert not widget.isEnabled() and "node" in widget.toolTip()
+    assert not controls.camera.apply_button.isEnabled()
     result = _step(qtbot, window)
     assert result.frame.source.startswith("genicam:")
 

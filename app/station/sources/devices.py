@@ -222,6 +222,27 @@ def effective_trigger(options: SourceOptions) -> Trigger | None:
     return "hardware" if options.mode == "triggered" else None
 
 
+# The operator-facing camera controls and the GenICam (SFNC) nodes that implement each one.
+CONTROL_NODES: dict[str, tuple[str, ...]] = {
+    "exposure_us": ("ExposureTime", "ExposureTimeAbs"),
+    "gain_db": ("Gain",),
+    "trigger": ("TriggerMode",),
+}
+
+
+def missing_controls(node_map: Any) -> dict[str, str]:
+    """{control: why the device cannot take it} for exposure, gain and trigger.
+
+    Asked whatever the recipe requests, so a GUI can grey out exactly the controls the device
+    lacks (the Viky simulator has none of the three).
+    """
+    return {
+        control: f"the device has no {' or '.join(names)} node"
+        for control, names in CONTROL_NODES.items()
+        if not any(node_map.has_node(n) for n in names)
+    }
+
+
 def apply_settings(
     node_map: Any, options: SourceOptions, trigger: Trigger | None, pixel_formats: tuple[str, ...]
 ) -> dict[str, str]:

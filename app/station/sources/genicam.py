@@ -28,6 +28,7 @@ from app.station.sources.devices import (
     default_ctis,
     effective_trigger,
     list_devices,
+    missing_controls,
     resolve_ctis,
 )
 from app.station.sources.spec import Pacer, SourceOptions, record_error
@@ -85,6 +86,7 @@ class GenICamSource:
             "hardware",
         )
         self.unsupported_settings: dict[str, str] = {}
+        self.missing_controls: dict[str, str] = {}  # controls the device lacks, requested or not
         self.device_info: DeviceInfo | None = None
         self._acquirer: Any = None
         self._lock = threading.Lock()  # guards _acquirer between frames() and close()
@@ -174,6 +176,7 @@ class GenICamSource:
             for setting, reason in unsupported.items():
                 log.warning("%s (%s): %s not applied: %s", self.name, info.id, setting, reason)
         self.unsupported_settings = unsupported
+        self.missing_controls = missing_controls(acquirer.remote_device.node_map)
         acquirer.add_callback(acquirer.Events.INCOMPLETE_BUFFER, _incomplete_counter(self))
         self._acquirer, self.device_info = acquirer, info
 
