@@ -64,13 +64,17 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    """Six frames (odd ones with a 64 px defect) and one corrupt file."""
+    """Six frames (odd ones with a 256 px defect) and one corrupt file.
+
+    The runs use the demo recipe's rules with this model, so the defect is made larger than the
+    demo's minimum defect area.
+    """
     d = tmp_path / "frames"
     d.mkdir()
     for i in range(6):
         img = np.full((32, 40), 30, np.uint8)
         if i % 2:
-            img[10:18, 12:20] = 250
+            img[8:24, 12:28] = 250
         cv2.imwrite(str(d / f"{i:03d}.png"), img)
     (d / "004b_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
     return d
@@ -123,7 +127,7 @@ def test_a_corrupt_file_is_skipped_and_the_run_exits_0(
     frames, summary = parse(proc.stdout)
     assert (summary["judged"], summary["skipped"], summary["dropped"]) == (6, 1, 0)
     assert [f["verdict"] for f in frames] == ["PASS", "NG"] * 3
-    assert frames[1]["defects"][0]["area_px"] == 64
+    assert frames[1]["defects"][0]["area_px"] == 256
     assert "004b_corrupt.png" in proc.stderr  # the skip is logged, not silent
     assert "Traceback" not in proc.stderr
 

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="XLA-compile the train step (default on: 1.6-1.75x faster on CPU here)",
     )
     t.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.keras")
+    t.add_argument("--init-from", help="start from the weights of this .keras checkpoint")
     t.add_argument(
         "--export",
         action=argparse.BooleanOptionalAction,
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True)
     e.add_argument("--masks")
     e.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
-    e.add_argument("--out", help="report folder (default: beside the model)")
+    e.add_argument("--out", help="report folder (default: RUN/report, or a temp folder for a file)")
     e.add_argument("--target-precision", type=float, default=1.0)
     e.add_argument("--examples", type=int, default=4, help="overlay PNGs per TP/FP/FN kind")
     _common(e)
@@ -132,6 +133,7 @@ def _train(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         amp=args.amp,
         xla=args.xla,
         resume=args.resume,
+        init_from=args.init_from,
         export=args.export,
         progress=args.progress,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,8 +137,10 @@ def suggest_operating_point(
     probs: Sequence[NDArray[np.float32]],
     labels: NDArray[np.bool_],
     *,
+    masks: Sequence[NDArray[np.bool_]] | None = None,
     target_precision: float = 1.0,
     thresholds: Sequence[float] = THRESHOLDS,
+    min_margin: float = 2.0,
 ) -> dict[str, Any]:
     """Threshold and minimum defect area from a labelled (validation) set.
 
@@ -145,9 +148,11 @@ def suggest_operating_point(
     "largest blob" over the defective images (``defect_min``) are found. Where
     ``defect_min > normal_max`` the two classes separate and the minimum area is the midpoint,
     leaving equal room on both sides; "largest normal blob + 1" would sit right at the edge of the
-    normal images and raised false alarms on unseen ones. The threshold with the widest ratio
-    ``defect_min / normal_max`` wins. Where no threshold separates, the (threshold, area) pair
-    with the best recall at ``target_precision`` is taken (best F1 if none reaches it).
+    normal images and raised false alarms on unseen ones. Among the thresholds that separate with
+    a comfortable ratio ``defect_min / max(normal_max, 1) >= min_margin`` the one with the best
+    Dice on the defective images wins when ``masks`` are given (segmentation quality decides once
+    the decision is safe), else the widest ratio. Where no threshold separates, the (threshold,
+    area) pair with the best recall at ``target_precision`` is taken (best F1 if none reaches it).
     """
     labels = np.asarray(labels, bool)
     best: dict[str, Any] | None = None
@@ -158,6 +163,17 @@ def suggest_operating_point(
         defect_min = int(scores[labels].min()) if labels.any() else 0
         if labels.any() and defect_min > normal_max:
             margin = defect_min / max(normal_max, 1)
+            seg = float("nan")
+            if masks is not None:
+                seg = float(
+                    np.mean(
+                        [
+                            scoring.dice(p >= t, m)
+                            for p, m, d in zip(probs, masks, labels, strict=True)
+                            if d
+                        ]
+                    )
+                )
             cand = {
                 "threshold": float(t),
                 "min_area_px": int((normal_max + defect_min + 1) // 2),  # ceil(midpoint)
@@ -165,9 +181,9 @@ def suggest_operating_point(
                 "normal_max_area": normal_max,
                 "defect_min_area": defect_min,
                 "margin": float(margin),
+                "val_dice": seg,
             }
-            key = (margin, -abs(t - 0.5))
-            if best is None or key > (best["margin"], -abs(best["threshold"] - 0.5)):
+            if best is None or _better(cand, best, min_margin):
                 best = cand
             continue
         for area in sorted({int(s) for s in scores if s > 0}):
@@ -193,6 +209,16 @@ def suggest_operating_point(
     chosen.pop("_key", None)
     chosen["target_precision"] = target_precision
     return chosen
+
+
+def _better(a: dict[str, Any], b: dict[str, Any], min_margin: float) -> bool:
+    """Is separable candidate ``a`` preferable to ``b`` (see :func:`suggest_operating_point`)?"""
+    a_safe, b_safe = a["margin"] >= min_margin, b["margin"] >= min_margin
+    if a_safe != b_safe:
+        return a_safe
+    if a_safe and not np.isnan(a["val_dice"]) and a["val_dice"] != b["val_dice"]:
+        return a["val_dice"] > b["val_dice"]
+    return (a["margin"], -abs(a["threshold"] - 0.5)) > (b["margin"], -abs(b["threshold"] - 0.5))
 
 
 def _split_samples(
@@ -235,13 +261,15 @@ def evaluate_model(
     chosen, val, split_info = _split_samples(samples, split_file, split)
 
     if val is not None and split != "val":
-        v_probs, _, v_labels, _ = predict_samples(engine, val, progress, "val")
+        v_probs, v_masks, v_labels, _ = predict_samples(engine, val, progress, "val")
     else:
-        v_probs = v_labels = None
+        v_probs = v_masks = v_labels = None
     probs, gt, labels, ms = predict_samples(engine, chosen, progress, split)
     if v_probs is None:
-        v_probs, v_labels = probs, labels
-    suggested = suggest_operating_point(v_probs, v_labels, target_precision=target_precision)
+        v_probs, v_masks, v_labels = probs, gt, labels
+    suggested = suggest_operating_point(
+        v_probs, v_labels, masks=v_masks, target_precision=target_precision
+    )
     suggested["basis"] = "val" if split not in ("val", "all") else split
     if adopt_operating_point or model.is_dir():
         threshold, min_area = suggested["threshold"], suggested["min_area_px"]
@@ -271,7 +299,12 @@ def evaluate_model(
         "backend": getattr(engine, "backend", ""),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out = Path(out_dir) if out_dir else (model if model.is_dir() else model.parent) / "report"
+    if out_dir:
+        out = Path(out_dir)
+    elif model.is_dir():
+        out = model / "report"
+    else:  # never beside a bundled model: that folder is part of the repository
+        out = Path(tempfile.gettempdir()) / "inspection-station-eval" / f"{model.stem}-{split}"
     out.mkdir(parents=True, exist_ok=True)
     report["report_dir"] = str(out)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -159,6 +159,35 @@ def load_run(run: str | Path) -> tuple[dict[str, Any], Any]:
 
 
 def base_card(cfg: dict[str, Any], run: Path, name: str, summary: dict[str, Any]) -> ModelCard:
+    training: dict[str, Any] = {
+        "run_id": run.name,
+        "data": cfg["data"],
+        "frame_scale": cfg["frame_scale"],
+        "seed": cfg["seed"],
+        "epochs": cfg["epochs"],
+        "image_size": cfg["image_size"],
+        "crop_size": cfg.get("crop_size") or cfg["image_size"],
+        "batch_size": cfg["batch_size"],
+        "learning_rate": cfg["learning_rate"],
+        "base_filters": cfg["base_filters"],
+        "epochs_run": summary.get("epoch"),
+        "best_epoch": summary.get("best_epoch"),
+        "best_val_dice": summary.get("best_val_dice"),
+        "training_time_s": round(float(summary.get("elapsed_s", 0.0)), 1),
+        "amp": cfg["amp"],
+        "xla": cfg["xla"],
+    }
+    total = training["training_time_s"]
+    if cfg.get("init_from"):
+        # A fine-tuned run: its starting weights came from another run, whose time counts too.
+        parent = Path(cfg["init_from"]).parent.parent
+        parent_state = parent / "state.json"
+        before = 0.0
+        if parent_state.is_file():
+            before = float(json.loads(parent_state.read_text(encoding="utf-8")).get("elapsed_s", 0))
+        training["init_from"] = {"run_id": parent.name, "training_time_s": round(before, 1)}
+        total += round(before, 1)
+    training["total_training_time_s"] = round(total, 1)
     arch = cfg["architecture"]
     arch_name = f"tinyunet-f{cfg['base_filters']}" if arch == "tinyunet" else arch
     return ModelCard(
@@ -169,20 +198,7 @@ def base_card(cfg: dict[str, Any], run: Path, name: str, summary: dict[str, Any]
         frame_scale=cfg["frame_scale"],
         architecture=arch_name,
         model_id=f"{name}@{run.name}",
-        training={
-            "run_id": run.name,
-            "data": cfg["data"],
-            "seed": cfg["seed"],
-            "epochs": cfg["epochs"],
-            "image_size": cfg["image_size"],
-            "base_filters": cfg["base_filters"],
-            "epochs_run": summary.get("epoch"),
-            "best_epoch": summary.get("best_epoch"),
-            "best_val_dice": summary.get("best_val_dice"),
-            "training_time_s": round(float(summary.get("elapsed_s", 0.0)), 1),
-            "amp": cfg["amp"],
-            "xla": cfg["xla"],
-        },
+        training=training,
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
 

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from training.data.batches import Arrays
 from training.losses import bce_dice_loss, dice
-from training.model import build_model, describe, size_multiple
+from training.model import build_model, describe
 from training.progress import Progress
 from training.train import TrainConfig, make_sampler, pick_strategy, save_json, validate
 
@@ -67,7 +67,6 @@ class Supervisor(keras.callbacks.Callback):
         self.t_epoch = time.monotonic()
         self.epoch_times: list[float] = []
         self.history: list[dict[str, Any]] = state.get("history", [])
-        self.multiple = size_multiple(cfg.architecture)  # type: ignore[arg-type]
         self.last_step_emit = 0.0
 
     def _elapsed(self) -> float:
@@ -109,7 +108,7 @@ class Supervisor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
         self.epoch_times.append(time.monotonic() - self.t_epoch)
-        logs.update(validate(self.model, self.val, self.multiple))
+        logs.update(validate(self.model, self.val, self.cfg.image_size))
         val_dice = logs["val_dice"]
         score = -1.0 if math.isnan(val_dice) else val_dice
         improved = score > self.state["best_val_dice"] or (
@@ -226,6 +225,11 @@ def fit(
                 base_filters=cfg.base_filters,
                 weight_decay=cfg.weight_decay,
             )
+            if cfg.init_from:
+                # Weights only: the new run gets a fresh optimizer and schedule (fine-tuning).
+                start = keras.models.load_model(cfg.init_from, compile=False)
+                model.set_weights(start.get_weights())
+                log.info("initial weights from %s", cfg.init_from)
             model.compile(
                 optimizer=_optimizer(cfg),
                 loss=bce_dice_loss,

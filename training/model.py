@@ -127,10 +127,5 @@ def build_model(
     raise ValueError(f"unknown architecture {architecture!r} (expected one of {ARCHITECTURES})")
 
 
-def size_multiple(architecture: Architecture) -> int:
-    """Input sides must be divisible by this (2 ** number of poolings)."""
-    return 16 if architecture == "unet_industrial" else 8
-
-
 def describe(model: keras.Model) -> str:
     return f"{model.name} ({model.count_params():,} parameters)"

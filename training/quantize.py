@@ -3,8 +3,8 @@
 * **INT8**: ONNX Runtime static quantization in QDQ format, calibrated on training images cut
   into tiles exactly as the station cuts them. Convolutions only, symmetric INT8 weights
   (per channel) and activations: the explicit Q/DQ form TensorRT 10/11 builds strongly typed
-  engines from, and what ONNX Runtime runs on a CPU. The standardisation and the sigmoid stay
-  in float32, where 8 bits would cost most.
+  engines from, and what ONNX Runtime runs on a CPU. The standardisation, the first and the last
+  convolution and the sigmoid stay in float32, where 8 bits would cost most.
 * **FP16**: the graph converted to float16 with float32 input and output, so the station feeds
   it exactly what it feeds the FP32 model.
 
@@ -59,6 +59,27 @@ class _TileReader:
         self.i = 0
 
 
+def _edge_convs(path: Path) -> list[str]:
+    """The first convolution and the one feeding the sigmoid: kept in float32.
+
+    The head's logits span tens of units and the first conv sees the standardised input with its
+    rare extreme values; one symmetric INT8 scale over either range is coarse. Measured on DAGM
+    Class1 (validation split): quantizing every conv lit stray pixels on defect-free frames
+    (dice_unet_industrial 0.940 vs 0.984 in FP32); keeping these two in float32 gave 0.984 at
+    1.4x the FP32 speed. Both are a small share of the compute.
+    """
+
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    feeds_sigmoid = {i for n in graph.node if n.op_type == "Sigmoid" for i in n.input}
+    keep = [c.name for c in convs if set(c.output) & feeds_sigmoid]
+    if convs:
+        keep.append(convs[0].name)
+    return sorted(set(keep))
+
+
 def quantize_int8(src: Path, dst: Path, card: ModelCard, calib_tiles: NDArray[np.float32]) -> None:
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -81,6 +102,7 @@ def quantize_int8(src: Path, dst: Path, card: ModelCard, calib_tiles: NDArray[np
             weight_type=QuantType.QInt8,
             per_channel=True,
             op_types_to_quantize=["Conv"],
+            nodes_to_exclude=_edge_convs(prepared),
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
         )

@@ -54,6 +54,7 @@ class TrainConfig:
     amp: bool = False
     xla: bool = True
     resume: bool = False
+    init_from: str | None = None  # start from these weights (fine-tuning / retraining)
     export: bool = True
     progress: str = "human"
 
@@ -91,31 +92,37 @@ def pick_strategy(tf: Any) -> Any:
     return tf.distribute.get_strategy()
 
 
-def _pad_multiple(x: np.ndarray, k: int) -> np.ndarray:
-    ph, pw = (-x.shape[0]) % k, (-x.shape[1]) % k
-    if ph or pw:
-        x = np.pad(x, ((0, ph), (0, pw), (0, 0)), mode="reflect")
-    return x
+def validation_maps(model: Any, arrays: Arrays, tile: int) -> list[np.ndarray]:
+    """Probability maps of the (already scaled) validation frames, tiled as the station tiles.
 
-
-def validate(model: Any, arrays: Arrays, multiple: int) -> dict[str, float]:
-    """Whole-frame validation at the training scale: loss, Dice on defective frames, false alarms.
-
-    Frames of the same size go through the network together; sides are reflect-padded to the
-    architecture's multiple and cropped back.
+    The exported network sees ``tile x tile`` inputs, each standardised on its own, so
+    validation goes through the same :mod:`engines.tiling` grid and blend rather than feeding
+    whole frames, which would standardise over a different area than the station does.
     """
-    by_shape: dict[tuple[int, ...], list[int]] = {}
-    for i, x in enumerate(arrays.images):
-        by_shape.setdefault(x.shape, []).append(i)
-    probs: list[np.ndarray] = [np.empty(0)] * len(arrays.images)
-    for idx in by_shape.values():
-        for start in range(0, len(idx), 8):
-            chunk = idx[start : start + 8]
-            batch = np.stack([_pad_multiple(arrays.images[i], multiple) for i in chunk])
-            out = np.asarray(model(batch, training=False), np.float32)[..., 0]
-            for j, i in enumerate(chunk):
-                h, w = arrays.masks[i].shape
-                probs[i] = out[j, :h, :w]
+    from engines.predict import default_overlap
+    from engines.tiling import extract_tiles, stitch, tile_grid
+
+    overlap = default_overlap(tile, tile)
+    plans, tiles = [], []
+    for x in arrays.images:
+        positions = tile_grid(x.shape[0], x.shape[1], tile, tile, overlap)
+        plans.append((x.shape[:2], positions))
+        tiles.extend(extract_tiles(x, positions, tile, tile))
+    outs = [
+        np.asarray(model(np.stack(tiles[i : i + 16]), training=False), np.float32)[..., 0]
+        for i in range(0, len(tiles), 16)
+    ]
+    probs = np.concatenate(outs)
+    maps, offset = [], 0
+    for (h, w), positions in plans:
+        maps.append(stitch(probs[offset : offset + len(positions)], positions, h, w, overlap))
+        offset += len(positions)
+    return maps
+
+
+def validate(model: Any, arrays: Arrays, tile: int) -> dict[str, float]:
+    """Validation loss, Dice on the defective frames (at 0.5) and false-alarm frame count."""
+    probs = validation_maps(model, arrays, tile)
     eps = 1e-6
     dices, losses, false_alarm = [], [], 0
     for p, m, d in zip(probs, arrays.masks, arrays.defective, strict=True):

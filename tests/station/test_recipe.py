@@ -20,6 +20,7 @@ from app.station.recipe import (
     save_recipe,
 )
 from app.station.settings import Settings, SettingsError, load_settings, save_settings
+from engines.card import load_card_for
 
 FULL = """
 schema_version = 1
@@ -143,7 +144,9 @@ def test_demo_recipe() -> None:
     assert r.model == (path.parent.parent / "models" / "demo.onnx").resolve()
     assert r.source.spec == f"folder:{(path.parent.parent / 'samples').resolve()}"
     assert r.source.fps == 10.0 and r.source.loop and r.source.mode == "free-run"
-    assert r.rules.threshold == 0.5 and r.rules.min_area_px == 30
+    # the demo starts at the operating point its model was validated at
+    card = load_card_for(r.model)
+    assert (r.rules.threshold, r.rules.min_area_px) == (card.threshold, card.min_area_px)
     assert r.pixel_size_mm == 0.05
     assert not r.dataset_dir.is_absolute()  # lands in the writable data dir
 

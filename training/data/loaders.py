@@ -110,13 +110,19 @@ def _mask_dirs(image_dir: Path, masks: Path | None) -> list[Path]:
     return [d for d in (image_dir.parent / "masks", image_dir / "masks") if d.is_dir()]
 
 
-def _find_in(directory: Path, stem: str) -> Path | None:
-    for candidate_stem in (stem, *(stem + s for s in MASK_SUFFIXES)):
-        for ext in IMAGE_EXTENSIONS:
-            for spelled in (ext, ext.upper()):
-                path = directory / (candidate_stem + spelled)
-                if path.is_file():
-                    return path
+def _find_exact(directory: Path, stem: str) -> Path | None:
+    for ext in IMAGE_EXTENSIONS:
+        for spelled in (ext, ext.upper()):
+            if (path := directory / (stem + spelled)).is_file():
+                return path
+    return None
+
+
+def _find_mask(directory: Path, stem: str) -> Path | None:
+    """``stem.*``, ``stem_mask.*`` or ``stem_label.*`` in a mask folder."""
+    for candidate in (stem, *(stem + s for s in MASK_SUFFIXES)):
+        if (path := _find_exact(directory, candidate)) is not None:
+            return path
     return None
 
 
@@ -133,12 +139,12 @@ def _folder_samples(root: Path, masks: Path | None) -> list[Sample]:
     for stem, group in sorted(by_stem.items()):
         group.sort(key=lambda p: _IMAGE_PRIORITY.get(p.suffix.lower(), 9))
         image_path = group[0]
-        mask_path = next((m for d in mask_dirs if (m := _find_in(d, stem)) is not None), None)
+        mask_path = next((m for d in mask_dirs if (m := _find_mask(d, stem)) is not None), None)
+        if mask_path is None and len(group) > 1:
+            mask_path = group[1]  # same stem, other extension, beside the image
         if mask_path is None:
-            beside = [m for m in group[1:]] or [
-                m for s in MASK_SUFFIXES if (m := _find_in_exact(image_dir, stem + s)) is not None
-            ]
-            mask_path = beside[0] if beside else None
+            beside = (_find_exact(image_dir, stem + s) for s in MASK_SUFFIXES)
+            mask_path = next((m for m in beside if m is not None), None)
         defective = False
         if mask_path is not None:
             shape = read_image(image_path).shape[:2]
@@ -146,14 +152,6 @@ def _folder_samples(root: Path, masks: Path | None) -> list[Sample]:
         name = image_path.relative_to(root).as_posix()
         samples.append(Sample(name, image_path, mask_path, defective))
     return samples
-
-
-def _find_in_exact(directory: Path, stem: str) -> Path | None:
-    for ext in IMAGE_EXTENSIONS:
-        for spelled in (ext, ext.upper()):
-            if (path := directory / (stem + spelled)).is_file():
-                return path
-    return None
 
 
 def find_samples(root: str | Path, masks: str | Path | None = None) -> list[Sample]:
