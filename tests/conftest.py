@@ -26,7 +26,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def dagm_class1() -> Path:
     """The real DAGM 2007 Class1 test split, or a skip that says where it was looked for."""
     if not (DAGM_CLASS1 / "Label" / "Labels.txt").is_file():
-        pytest.skip(f"DAGM 2007 Class1 data not found at {DAGM_CLASS1} (see ../shared/data/README.md)")
+        pytest.skip(
+            f"DAGM 2007 Class1 data not found at {DAGM_CLASS1} (see ../shared/data/README.md)"
+        )
     return DAGM_CLASS1
 
 

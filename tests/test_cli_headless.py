@@ -12,12 +12,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from app.cli import build_parser, has_display
-from engines.card import ModelCard
+from tests.tiny_models import sigmoid_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL = ROOT / "resources" / "models" / "demo.onnx"
@@ -28,29 +26,7 @@ SUMMARY_KEYS = {"summary", "judged", "pass", "ng", "skipped", "dropped", "fps"}
 
 def make_model(path: Path) -> Path:
     """``sigmoid(20 * (x - 0.5))`` on N x 16 x 16 x 1 with its card: bright pixels = defect."""
-    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", TILE, TILE, 1])
-    y = helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", TILE, TILE, 1])
-    graph = helper.make_graph(
-        [
-            helper.make_node("Sub", ["image", "half"], ["c"]),
-            helper.make_node("Mul", ["c", "gain"], ["z"]),
-            helper.make_node("Sigmoid", ["z"], ["probability"]),
-        ],
-        "tiny",
-        [x],
-        [y],
-        initializer=[
-            helper.make_tensor("half", TensorProto.FLOAT, [], [0.5]),
-            helper.make_tensor("gain", TensorProto.FLOAT, [], [20.0]),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, path)
-    ModelCard(name="tiny", input_height=TILE, input_width=TILE, model_id="tiny").save(
-        path.with_suffix(".json")
-    )
-    return path
+    return sigmoid_model(path, tile=TILE, gain=20.0, model_id="tiny")
 
 
 @pytest.fixture

@@ -325,7 +325,7 @@ class ControlsPanel(QWidget):
             label = f"{d.vendor} {d.model} ({d.serial or d.id})"
             self.devices.addItem(label, f"genicam:{d.serial or d.id}@{d.cti}")
         if devices:
-            self.devices.setCurrentIndex(0)  # the placeholder keeps -1 otherwise
+            self.devices.setCurrentIndex(0)  # select the first device explicitly
         self.open_device_button.setEnabled(bool(devices))
 
     def _open_device(self) -> None:

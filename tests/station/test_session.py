@@ -11,9 +11,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 import app.station.session as session_mod
 from app.station.inspection import Rules
@@ -22,6 +20,7 @@ from app.station.session import InspectionSession
 from app.station.settings import Settings
 from engines import ModelCard, ModelLoadError
 from engines import load_engine as real_load_engine
+from tests.tiny_models import sigmoid_model
 
 TILE = 16
 N_IMAGES = 8  # odd-numbered images carry an 8x8 bright defect (64 px)
@@ -29,29 +28,7 @@ N_IMAGES = 8  # odd-numbered images carry an 8x8 bright defect (64 px)
 
 def make_model(path: Path, *, k: float, model_id: str) -> Path:
     """``probability = sigmoid(k * (image - 0.5))`` on N x 16 x 16 x 1, with its card beside it."""
-    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", TILE, TILE, 1])
-    y = helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", TILE, TILE, 1])
-    half = helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])
-    gain = helper.make_tensor("gain", TensorProto.FLOAT, [], [k])
-    graph = helper.make_graph(
-        [
-            helper.make_node("Sub", ["image", "half"], ["centred"]),
-            helper.make_node("Mul", ["centred", "gain"], ["logits"]),
-            helper.make_node("Sigmoid", ["logits"], ["probability"]),
-        ],
-        "tiny",
-        [x],
-        [y],
-        initializer=[half, gain],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9  # what onnxruntime releases of the last two years all read
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-    ModelCard(name=model_id, input_height=TILE, input_width=TILE, model_id=model_id).save(
-        path.with_suffix(".json")
-    )
-    return path
+    return sigmoid_model(path, tile=TILE, gain=k, model_id=model_id)
 
 
 @pytest.fixture

@@ -10,35 +10,15 @@ import pytest
 
 from app.station.validation import ValidationCancelled, ValidationSet, find_pairs
 from engines import load_engine
-from engines.card import ModelCard
 from engines.scoring import threshold_table
+from tests.tiny_models import sigmoid_model
 
 TILE = 32
 K = 12.0  # p = sigmoid(K * (x - 0.5)): grey 51 -> 0.027, 153 -> 0.77, 255 -> 0.998
 
 
 def build_model(path: Path) -> Path:
-    import onnx
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", TILE, TILE, 1])
-    y = helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", TILE, TILE, 1])
-    half = helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])
-    k = helper.make_tensor("k", TensorProto.FLOAT, [], [K])
-    nodes = [
-        helper.make_node("Sub", ["image", "half"], ["centred"]),
-        helper.make_node("Mul", ["centred", "k"], ["logits"]),
-        helper.make_node("Sigmoid", ["logits"], ["probability"]),
-    ]
-    graph = helper.make_graph(nodes, "tiny", [x], [y], initializer=[half, k])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    ModelCard(name="tiny", input_height=TILE, input_width=TILE, model_id="tiny-sigmoid").save(
-        path.with_suffix(".json")
-    )
-    return path
+    return sigmoid_model(path, tile=TILE, gain=K)
 
 
 @pytest.fixture(scope="module")

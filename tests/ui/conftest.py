@@ -20,7 +20,7 @@ import pytest
 from app.station.inspection import Rules
 from app.station.recipe import Recipe, SourceSettings
 from app.station.settings import Settings
-from engines.card import ModelCard
+from tests.tiny_models import sigmoid_model
 
 
 @pytest.fixture(autouse=True)
@@ -46,32 +46,7 @@ FRAME = 96
 
 
 def build_model(path: Path) -> Path:
-    import onnx
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", TILE, TILE, 1])
-    y = helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", TILE, TILE, 1])
-    half = helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])
-    k = helper.make_tensor("k", TensorProto.FLOAT, [], [K])
-    nodes = [
-        helper.make_node("Sub", ["image", "half"], ["centred"]),
-        helper.make_node("Mul", ["centred", "k"], ["logits"]),
-        helper.make_node("Sigmoid", ["logits"], ["probability"]),
-    ]
-    graph = helper.make_graph(nodes, "tiny", [x], [y], initializer=[half, k])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    ModelCard(
-        name="tiny",
-        input_height=TILE,
-        input_width=TILE,
-        model_id="tiny-sigmoid",
-        architecture="sigmoid(k*(x-0.5))",
-    ).save(path.with_suffix(".json"))
-    return path
+    return sigmoid_model(path, tile=TILE, gain=K)
 
 
 def make_frame(rng: np.random.Generator, blob: float | None, radius: int = 7) -> np.ndarray:
