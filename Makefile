@@ -32,8 +32,8 @@ test: $(VENV)/.dev-installed
 	QT_QPA_PLATFORM=offscreen TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/pytest -q -ra
 
 bench: $(VENV)/.dev-installed
-	$(PY) -m bench.bench_engines
-	$(PY) -m bench.bench_pipeline
+	$(PY) -m bench.bench_engines --model resources/models/dagm-class1.onnx --out bench/results/engines.md
+	$(PY) -m bench.bench_pipeline --out bench/results/pipeline.md
 
 # Needs: apt-get install -y xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0
 screenshot: $(VENV)/.run-installed

@@ -206,3 +206,29 @@ def test_parser_shape_and_display_detection() -> None:
     assert not has_display({})
     assert has_display({"DISPLAY": ":0"}) and has_display({"WAYLAND_DISPLAY": "wayland-0"})
     assert has_display({"QT_QPA_PLATFORM": "offscreen"})
+
+
+@pytest.mark.dagm
+def test_dagm_recipe_judges_the_real_images_like_their_labels(
+    env: dict[str, str], dagm_class1: Path
+) -> None:
+    """The station end to end on all 575 real DAGM Class1 frames with the committed model.
+
+    The folder includes the images the model was trained on, so this checks the station's whole
+    path (folder source, scaling, tiling, rules at the card's operating point), not the model's
+    generalisation; that is measured on the held-out split by tests/training/test_dagm.py.
+    """
+    recipe = ROOT / "resources" / "recipes" / "dagm-class1.toml"
+    proc = run_cli(
+        env, "run", "--headless", "--recipe", str(recipe), "--source", f"folder:{dagm_class1}"
+    )
+    assert proc.returncode == 0, proc.stderr
+    frames, summary = parse(proc.stdout)
+    labelled = {
+        p[2]: p[1] == "1"
+        for p in (line.split() for line in (dagm_class1 / "Label" / "Labels.txt").open())
+        if len(p) >= 3 and p[0].isdigit()
+    }
+    assert summary["judged"] == len(labelled) == 575 and summary["skipped"] == 0
+    ng = {Path(f["path"]).name for f in frames if f["verdict"] == "NG"}
+    assert ng == {name for name, defective in labelled.items() if defective}

@@ -151,6 +151,13 @@ def test_demo_recipe() -> None:
     assert not r.dataset_dir.is_absolute()  # lands in the writable data dir
 
 
+def test_the_dagm_recipe_starts_at_its_model_operating_point() -> None:
+    r = load_recipe(demo_recipe_path().with_name("dagm-class1.toml"))
+    card = load_card_for(r.model)
+    assert card.name == "dagm-class1" and r.source.spec == ""  # the images are not bundled
+    assert (r.rules.threshold, r.rules.min_area_px) == (card.threshold, card.min_area_px)
+
+
 def test_dataset_path(tmp_path: Path) -> None:
     r = Recipe(name="x", model=Path("/m.onnx"), dataset_dir=Path("datasets/x"))
     assert r.dataset_path(tmp_path) == tmp_path / "datasets" / "x"
