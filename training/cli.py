@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True)
     e.add_argument("--masks")
     e.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
+    e.add_argument(
+        "--split-file", help="split.json to use instead of the model's own (to compare models)"
+    )
     e.add_argument("--out", help="report folder (default: RUN/report, or a temp folder for a file)")
     e.add_argument("--target-precision", type=float, default=1.0)
     e.add_argument("--examples", type=int, default=4, help="overlay PNGs per TP/FP/FN kind")

@@ -248,15 +248,23 @@ def evaluate_model(
     adopt_operating_point: bool = False,
     target_precision: float = 1.0,
     examples: int = 4,
+    split_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate, write ``report.json`` / ``report.md`` / plots, and return the report.
+
+    ``split_file`` overrides the split recorded with the model: two models are compared on the
+    same images by evaluating both against one run's ``split.json``.
 
     With ``adopt_operating_point`` (used by export) the validation-chosen threshold and minimum
     area are written into the model's card; otherwise the card's own operating point is used.
     """
     progress = progress or Progress("none")
     model = Path(model)
-    engine, card, split_file = open_model(model)
+    engine, card, own_split = open_model(model)
+    if split_file is not None and not Path(split_file).is_file():
+        engine.close()
+        raise FileNotFoundError(f"split file not found: {split_file}")
+    split_file = Path(split_file) if split_file is not None else own_split
     samples = find_samples(data, masks)
     chosen, val, split_info = _split_samples(samples, split_file, split)
 
@@ -342,6 +350,7 @@ def evaluate_cli(args: Any, progress: Progress) -> dict[str, Any]:
         progress=progress,
         target_precision=args.target_precision,
         examples=args.examples,
+        split_file=args.split_file,
     )
     return {
         "model": report["model"],

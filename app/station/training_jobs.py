@@ -104,12 +104,14 @@ def evaluate_command(
     *,
     masks: PathLike | None = None,
     split: Split = "test",
+    split_file: PathLike | None = None,
     python: PathLike | None = None,
 ) -> list[str]:
     """``python -m training evaluate --model M --data PATH [--masks DIR] --split S --out DIR``.
 
     ``model`` is an ``.onnx`` file or a run folder; ``split="test"`` uses the split recorded with
-    the model, ``"all"`` every image in ``data``. The report lands in ``out/report.json``.
+    the model, or ``split_file`` when given (to compare two models on the same images), ``"all"``
+    every image in ``data``. The report lands in ``out/report.json``.
     """
     if split not in ("test", "all"):
         raise ValueError(f"split must be 'test' or 'all', not {split!r}")
@@ -117,6 +119,8 @@ def evaluate_command(
     cmd += ["--data", str(data)]
     if masks is not None:
         cmd += ["--masks", str(masks)]
+    if split_file is not None:
+        cmd += ["--split-file", str(split_file)]
     return [*cmd, "--split", split, "--out", str(out)]
 
 

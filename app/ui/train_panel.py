@@ -10,7 +10,6 @@ ONNX -> TensorRT engine when a GPU is present -> ``session.load_model`` (hot swa
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,6 @@ from app.ui._eval_compare import ComparisonView
 from app.ui._process_job import ProcessJob
 from app.ui.bridge import SessionBridge
 from app.ui.label_panel import summarise
-from engines.card import card_path_for
 
 _COLOURS = {"loss": "#1f77b4", "val_loss": "#ff7f0e", "dice": "#2ca02c", "val_dice": "#d62728"}
 
@@ -331,8 +329,13 @@ class TrainPanel(QWidget):
     def _evaluate(self, which: str, model: Path, then: Callable[[], None]) -> None:
         assert self.run_dir is not None
         out = self.run_dir / f"eval-{which}"
+        # Both models against the new run's held-out split, so every row compares like for like.
         command = training_jobs.evaluate_command(
-            model, Path(self.data_edit.text()), out, split="test"
+            model,
+            Path(self.data_edit.text()),
+            out,
+            split="test",
+            split_file=self.run_dir / "split.json",
         )
 
         def done(code: int, err: str) -> None:
@@ -349,27 +352,8 @@ class TrainPanel(QWidget):
         self._run(command, None, done)
 
     def _evaluate_current(self) -> None:
-        assert self.run_dir is not None
         self.status.setText("Evaluating the running model on the new model's test split …")
-        # `evaluate --split test` takes the split stored beside the model (MODEL.split.json), so
-        # the running model is staged as a copy beside the new run's split: both are then
-        # measured on the same held-out images. Copying is disk work: off the GUI thread.
-        worker = create_worker(
-            _stage_with_split,
-            self.session.model_path,
-            self.run_dir / "split.json",
-            self.run_dir / "current-model",
-            _ignore_errors=True,
-        )
-        worker.returned.connect(self._evaluate_staged)
-        worker.errored.connect(self._stage_failed)
-        self._keep(worker)
-
-    def _evaluate_staged(self, staged: Path) -> None:
-        self._evaluate("current", staged, then=self._compare)
-
-    def _stage_failed(self, exc: BaseException) -> None:
-        self._fail("Evaluation of the current model", -1, "", f"Cannot stage it: {exc}")
+        self._evaluate("current", self.session.model_path, then=self._compare)
 
     def _compare(self) -> None:
         self.comparison.show_reports(
@@ -441,16 +425,6 @@ class TrainPanel(QWidget):
 
     def _rollback_failed(self, exc: BaseException) -> None:
         self._fail("Rollback", -1, "", str(exc))
-
-
-def _stage_with_split(model: Path, split: Path, folder: Path) -> Path:
-    """Copy ``model`` and its card into ``folder`` with ``split`` as its recorded split."""
-    folder.mkdir(parents=True, exist_ok=True)
-    staged = folder / f"current{model.suffix}"
-    shutil.copyfile(model, staged)
-    shutil.copyfile(card_path_for(model), card_path_for(staged))
-    shutil.copyfile(split, staged.with_suffix(".split.json"))
-    return staged
 
 
 def _duration(seconds: float) -> str:

@@ -39,6 +39,7 @@ def test_the_commands_parse_with_the_real_training_cli() -> None:
                          amp=True, xla=False),
         tj.train_command("d", "o", xla=True),
         tj.evaluate_command("m.onnx", "d", "ev", masks="mk", split="all"),
+        tj.evaluate_command("m.onnx", "d", "ev", split_file="s.json"),
         tj.export_command("run", "m.onnx"),
     ):  # fmt: skip
         assert cmd[1:3] == ["-m", "training"]
@@ -64,6 +65,9 @@ def test_evaluate_export_build_commands() -> None:
     ]  # fmt: skip
     assert tj.evaluate_command("run", "data", "ev", masks="mk", split="all")[6:] == [
         "--data", "data", "--masks", "mk", "--split", "all", "--out", "ev",
+    ]  # fmt: skip
+    assert tj.evaluate_command("m.onnx", "data", "ev", split_file="run/split.json")[-6:] == [
+        "--split-file", "run/split.json", "--split", "test", "--out", "ev",
     ]  # fmt: skip
     with pytest.raises(ValueError):
         tj.evaluate_command("m", "d", "o", split="train")  # type: ignore[arg-type]

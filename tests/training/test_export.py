@@ -108,3 +108,26 @@ def test_export_then_int8_and_fp16_variants(tiny_run: Path, tmp_path: Path) -> N
         probs = engine.infer(np.zeros((2, 64, 64, 1), np.float32))
         assert probs.shape == (2, 64, 64, 1) and probs.dtype == np.float32
         engine.close()
+
+
+def test_evaluate_takes_another_split_file(tiny_run: Path, tmp_path: Path) -> None:
+    """Two models are compared on one run's split: --split-file overrides the recorded one."""
+    from training.data import load_split, save_split
+    from training.data.split import Split
+    from training.evaluate import evaluate_model
+
+    data = json_config(tiny_run)["data"]
+    own = load_split(tiny_run / "split.json")
+    other = save_split(Split(train=own.test, val=own.val, test=own.train), tmp_path / "s.json")
+    default = evaluate_model(tiny_run, data, out_dir=tmp_path / "a", examples=0)
+    swapped = evaluate_model(tiny_run, data, out_dir=tmp_path / "b", examples=0, split_file=other)
+    assert default["split"]["images"] == len(own.test)
+    assert swapped["split"]["images"] == len(own.train) != len(own.test)
+    with pytest.raises(FileNotFoundError, match="split file not found"):
+        evaluate_model(tiny_run, data, out_dir=tmp_path / "c", split_file=tmp_path / "none.json")
+
+
+def json_config(run: Path) -> dict:
+    import json
+
+    return json.loads((run / "config.json").read_text())
