@@ -58,7 +58,9 @@ def _double(x: Any, filters: int, wd: float, name: str) -> Any:
 
 
 def _up(x: Any, filters: int, wd: float, name: str) -> Any:
-    """Upsample x2, then a 2x2 conv (UNet_Industrial's upsample block, not a transposed conv)."""
+    """Upsample x2, then a 2x2 'same' conv + ReLU: UNet_Industrial's ``deconv2d`` (not a transposed
+    conv). Their nearest resize uses ``align_corners=True``, which at exactly 2x picks the same
+    source pixels as plain repetition, so ``UpSampling2D`` reproduces it."""
     x = layers.UpSampling2D(2, name=f"{name}_upsample")(x)
     return _conv(filters, 2, wd, f"{name}_upconv")(x)
 
@@ -111,8 +113,10 @@ def unet_industrial(channels: int = 1, weight_decay: float = 1e-5) -> keras.Mode
     decoder stages of :func:`_industrial_up` (128, 64, 32 -> 64, 32, 16 channels out); output block
     (concat the input block's skip, two 3x3 convs of 32, 1x1 conv) and a sigmoid. Every conv has a
     bias and a ReLU except the 1x1. NVIDIA's source comments "Total Params: 1,824,945", but their
-    blocks as published add up to 1,850,305 (their "original" comment does not match its code
-    either), so we follow the code. They pad inputs to 512x512; we take any side divisible by 16.
+    blocks as published add up to 1,850,305 (their "original" variant's comment, 36,950,273, does
+    not match its code either: 29,137,793), so we follow the code; at 512x512 it is 18.34 G
+    multiply-adds, the ~36.7 GFLOP they quote. They pad inputs to 512x512; we take any side
+    divisible by 16.
     """
     inp = keras.Input((None, None, channels), name="image")
     x = Standardize(name="standardize")(inp)
