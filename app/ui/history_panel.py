@@ -42,6 +42,7 @@ from app.station.inspection import FrameResult, Inspection, Rules
 from app.station.inspector import binary_mask
 from app.station.session import InspectionSession
 from app.station.store import StoredInspection
+from app.ui._workers import RunningWorkers
 from app.ui.bridge import SessionBridge
 
 # label -> seconds back from now (None = no lower bound)
@@ -140,7 +141,7 @@ class HistoryPanel(QWidget):
         self.bridge = bridge
         self._dirty = True
         self._models_seen: set[str] = set()
-        self._workers: list[Any] = []
+        self._workers = RunningWorkers()
         self._viewer: _FrameViewer | None = None
 
         self.verdict = QComboBox()
@@ -262,9 +263,7 @@ class HistoryPanel(QWidget):
         # Bound methods, not lambdas: Qt drops the connection if this panel is deleted first.
         worker.returned.connect(self._archived)
         worker.errored.connect(self._open_failed)
-        self._workers.append(worker)
-        worker.finished.connect(lambda w=worker: self._workers.remove(w))
-        worker.start()
+        self._workers.start(worker)
 
     def _open_failed(self, exc: BaseException) -> None:
         self.status.setText(f"Cannot open the frame: {exc}")
@@ -309,9 +308,7 @@ class HistoryPanel(QWidget):
         worker = create_worker(_export, self.session.store, path, filters, _ignore_errors=True)
         worker.returned.connect(self._exported)
         worker.errored.connect(self._export_failed)
-        self._workers.append(worker)
-        worker.finished.connect(lambda w=worker: self._workers.remove(w))
-        worker.start()
+        self._workers.start(worker)
 
     def _exported(self, written: tuple[str, int]) -> None:
         path, n = written

@@ -31,6 +31,7 @@ from app.station import labels
 from app.station.inspection import FrameResult
 from app.station.inspector import binary_mask
 from app.station.session import InspectionSession
+from app.ui._workers import RunningWorkers
 from app.ui.bridge import SessionBridge
 from app.ui.paint_canvas import PaintCanvas
 
@@ -61,7 +62,7 @@ class LabelPanel(QWidget):
         self._editing: FrameResult | None = None
         self._window_connected = False
         self._saving = False
-        self._workers: list[Any] = []  # keep running workers referenced until they finish
+        self._workers = RunningWorkers()
 
         self._source = QLabel("No frame yet: start the line or open a frame from the history.")
         self._pause = QPushButton("Pause on this frame")
@@ -219,7 +220,7 @@ class LabelPanel(QWidget):
         )
         worker.returned.connect(self._on_saved)
         worker.errored.connect(self._on_save_error)
-        self._run(worker)
+        self._workers.start(worker)
 
     def _on_saved(self, paths: Any) -> None:
         self._saving = False
@@ -241,15 +242,10 @@ class LabelPanel(QWidget):
         # Bound methods, not lambdas: Qt drops the connection if this panel is deleted first.
         worker.returned.connect(self.summary.setText)
         worker.errored.connect(self._summary_failed)
-        self._run(worker)
+        self._workers.start(worker)
 
     def _summary_failed(self, exc: BaseException) -> None:
         self.summary.setText(f"Dataset unreadable: {exc}")
-
-    def _run(self, worker: Any) -> None:
-        self._workers.append(worker)
-        worker.finished.connect(lambda w=worker: self._workers.remove(w))
-        worker.start()
 
     def _sync_enabled(self) -> None:
         busy = self._saving

@@ -38,6 +38,7 @@ from app.station import training_jobs
 from app.station.session import InspectionSession
 from app.ui._eval_compare import ComparisonView
 from app.ui._process_job import ProcessJob
+from app.ui._workers import RunningWorkers
 from app.ui.bridge import SessionBridge
 from app.ui.label_panel import summarise
 
@@ -62,7 +63,7 @@ class TrainPanel(QWidget):
         self.reports: dict[str, dict[str, Any]] = {}
         self.deployed_path: Path | None = None
         self._curves: dict[str, list[tuple[float, float]]] = {}
-        self._workers: list[Any] = []
+        self._workers = RunningWorkers()
         self._done_event: dict[str, Any] | None = None
         self._cancelled = False
         self._child_errors: list[str] = []
@@ -174,15 +175,10 @@ class TrainPanel(QWidget):
         # Workers report to bound methods only: Qt drops those connections if the panel dies.
         worker.returned.connect(self.summary.setText)
         worker.errored.connect(self._summary_failed)
-        self._keep(worker)
+        self._workers.start(worker)
 
     def _summary_failed(self, exc: BaseException) -> None:
         self.summary.setText(f"Dataset unreadable: {exc}")
-
-    def _keep(self, worker: Any) -> None:
-        self._workers.append(worker)
-        worker.finished.connect(lambda w=worker: self._workers.remove(w))
-        worker.start()
 
     def _set_state(self, state: str, message: str = "") -> None:
         self.state = state
@@ -394,7 +390,7 @@ class TrainPanel(QWidget):
         worker.returned.connect(self._deployed)
         worker.errored.connect(self._load_failed)
         worker.finished.connect(self._loaded)
-        self._keep(worker)
+        self._workers.start(worker)
         self._sync()
 
     def _loaded(self) -> None:
@@ -417,7 +413,7 @@ class TrainPanel(QWidget):
         worker.returned.connect(self._rolled_back)
         worker.errored.connect(self._rollback_failed)
         worker.finished.connect(self._loaded)
-        self._keep(worker)
+        self._workers.start(worker)
         self._sync()
 
     def _rolled_back(self, card: Any) -> None:
