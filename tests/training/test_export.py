@@ -42,6 +42,17 @@ def test_round_trip_within_tolerance(tiny_run: Path, tmp_path: Path) -> None:
     dims = inp.type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [64, 64, 1]
     assert {o.domain: o.version for o in proto.opset_import}[""] == 17
+    # The station's own engine (card checks, session options, batching) against Keras.
+    card.save(path.with_suffix(".json"))
+    tiles = _val_tiles(tiny_run, card)
+    engine = load_engine(path)
+    try:
+        station = engine.infer(tiles)
+    finally:
+        engine.close()
+    keras = np.asarray(model(tiles, training=False), np.float32)
+    assert engine.backend == "onnxruntime" and station.shape == keras.shape
+    assert np.abs(station - keras).max() <= 1e-4
 
 
 def test_a_broken_export_fails_verification(tiny_run: Path, tmp_path: Path) -> None:
