@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: run test lint bench screenshot clean
+.PHONY: run test lint bench soak screenshot screenshots bundle clean mqtt-broker
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,15 @@ lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(VENV)/.dev-installed
+# The MQTT broker the integration tests start on loopback (Debian's mosquitto): installed when
+# missing and we are root (CI, a fresh container); otherwise the MQTT tests skip and say why.
+mqtt-broker:
+	@command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mosquitto; \
+	else echo "mosquitto not installed (sudo apt-get install mosquitto): MQTT tests will skip"; fi
+
+test: $(VENV)/.dev-installed mqtt-broker
 	$(VENV)/bin/ruff check .
 	QT_QPA_PLATFORM=offscreen TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/pytest -q -ra
 
@@ -35,9 +43,25 @@ bench: $(VENV)/.dev-installed
 	$(PY) -m bench.bench_engines --model resources/models/dagm-class1.onnx --out bench/results/engines.md
 	$(PY) -m bench.bench_pipeline --out bench/results/pipeline.md
 
+# 30 minutes headless on the Viky camera with the database: RSS, rows, books -> bench/results/soak.md
+# (a 2-minute version runs in `make test`: tests/test_soak.py).
+soak: $(VENV)/.run-installed
+	$(PY) -m bench.soak --minutes 30 --out bench/results/soak.md
+
 # Needs: apt-get install -y xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0
 screenshot: $(VENV)/.run-installed
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(VENV)/bin/inspection-station gui --screenshot docs/screenshot.png
+
+# The Run screen (PASS, NG) and every Setup workspace at 1280x720 and 1920x1080, plus the Run
+# screen at 4K with Qt's HiDPI scaling (QT_SCALE_FACTOR=2), into docs/screenshots/.
+screenshots: $(VENV)/.run-installed
+	xvfb-run -a -s "-screen 0 1920x1080x24" $(PY) -m app.ui.screenshots --out docs/screenshots --size 1280x720 --size 1920x1080
+	QT_SCALE_FACTOR=2 xvfb-run -a -s "-screen 0 3840x2160x24" $(PY) -m app.ui.screenshots --out docs/screenshots --size 1920x1080 --suffix 4k --only run
+
+# PyInstaller one-folder bundle -> dist/inspection-station/ (about 45 s here; tests/test_bundle.py
+# builds and runs it too).
+bundle: $(VENV)/.dev-installed
+	$(VENV)/bin/pyinstaller --noconfirm --log-level WARN build.spec
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

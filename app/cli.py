@@ -1,7 +1,8 @@
 """``inspection-station``: the GUI by default, or ``run --headless``, ``devices``, ``export-csv``.
 
-Exit codes: 0 after a run (even with skipped inputs), 2 for an unusable configuration (bad
-recipe, missing model, bad source spec, missing database) with the reason on stderr.
+Exit codes (docs/cli.md): 0 after a normal run, 2 for an unusable configuration (bad recipe,
+missing or refused model, bad source spec, missing database) with the reason on stderr, 3 when
+results were lost, 4 when the station stopped in FAULT, 128 + N after signal N (a clean stop).
 The GUI is imported only by the commands that open it, so the headless commands work on a
 machine without a display or without Qt.
 """
@@ -43,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--model", type=Path, help="model file (.onnx, .engine) instead of the recipe's"
     )
-    run.add_argument("--limit", type=int, metavar="N", help="stop after N frames")
+    run.add_argument(
+        "--limit", type=int, metavar="N", help="stop after N results (PASS + NG + ERROR)"
+    )
     run.add_argument("--db", type=Path, metavar="FILE", help="results database to write")
 
     devices = sub.add_parser("devices", help="list GenICam devices (Viky simulator fallback)")
@@ -61,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument(
         "--frames", type=int, default=20, metavar="N", help="results to wait for (--screenshot)"
     )
+    from app.station._audit_cli import add_parser as add_audit_parser
+
+    add_audit_parser(sub)
+    from app.station._pin_cli import add_set_pin_parser
+
+    add_set_pin_parser(sub)
     return parser
 
 
@@ -132,7 +141,10 @@ def cmd_export_csv(args: argparse.Namespace) -> int:
         log.error("results database not found: %s", db)
         return EXIT_CONFIG
     try:
-        with ResultsStore(db, db.parent / "archive") as store:
+        # Read-only intent: never move a damaged file aside, never refuse for low disk space.
+        with ResultsStore(
+            db, db.parent / "archive", repair=False, min_free_mb=0, archive_ng=False
+        ) as store:
             n = store.export_csv(args.out)
     except (StoreError, OSError) as exc:
         log.error("export failed: %s", exc)
@@ -158,6 +170,18 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return int(run_gui(args.recipe, _settings(), screenshot=screenshot, frames=frames))
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from app.station._audit_cli import run
+
+    return run(args)
+
+
+def _cmd_set_pin(args: argparse.Namespace) -> int:
+    from app.station._pin_cli import cmd_set_pin
+
+    return cmd_set_pin(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code."""
     parser = build_parser()
@@ -176,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "devices": cmd_devices,
             "export-csv": cmd_export_csv,
             "gui": cmd_gui,
+            "audit": _cmd_audit,
+            "set-pin": _cmd_set_pin,
         }
         return handlers[args.command](args)
     except SettingsError as exc:

@@ -16,6 +16,7 @@ from engines.card import CardError, ModelCard, card_path_for, load_card_for
 from engines.predict import predict_map, predict_maps
 from engines.preprocess import to_model_input
 from engines.protocol import BackendUnavailable, Engine, ModelLoadError
+from engines.selftest import check_engine, output_fault
 
 __all__ = [
     "BackendUnavailable",
@@ -27,6 +28,7 @@ __all__ = [
     "card_path_for",
     "load_card_for",
     "load_engine",
+    "output_fault",
     "predict_map",
     "predict_maps",
     "to_model_input",
@@ -61,6 +63,7 @@ def load_engine(
     card: ModelCard | None = None,
     providers: list[str] | None = None,
     threads: int | None = None,
+    check_golden: bool = True,
 ) -> Engine:
     """Open a model file with the backend its type calls for.
 
@@ -76,25 +79,28 @@ def load_engine(
     threads
         ONNX Runtime intra-op threads (default: ``$INSPECTION_ORT_THREADS`` or physical cores).
         Ignored by TensorRT.
+    check_golden
+        Run the card's golden self-test (default). Off only for (re)recording the golden.
 
     Returns
     -------
     Engine
-        Loaded, checked against the card, and probed with one inference.
+        Loaded, checked against the card, probed with one inference, and passed the card's
+        golden self-test (:mod:`engines.selftest`; a card without one loads with a warning).
 
     Raises
     ------
     ModelLoadError
         Missing file, unknown type, missing/bad card, corrupt model, or input/output shape,
-        channels or names that differ from the card. The message starts with the file path.
+        channels or names that differ from the card, output that is not finite or outside
+        [0, 1], or a golden self-test that fails. The message starts with the file path.
     BackendUnavailable
         The backend's library or device is absent (subclass of ModelLoadError); the message says
         what to install.
     """
     path = Path(path)
-    module_name = _BACKENDS.get(path.suffix.lower())
-    if module_name is None:
-        backend_for(path)  # raises the "unknown model type" error
+    backend_for(path)  # raises the "unknown model type" error first
+    module_name = _BACKENDS[path.suffix.lower()]
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file not found")
     if card is None:
@@ -103,4 +109,12 @@ def load_engine(
         except CardError as exc:
             raise ModelLoadError(f"{path}: {exc}") from None
     module = importlib.import_module(module_name)
-    return module.open_engine(path, card, providers=providers, threads=threads)
+    engine = module.open_engine(path, card, providers=providers, threads=threads)
+    if not check_golden:
+        return engine
+    try:
+        check_engine(engine, str(path))
+    except BaseException:
+        engine.close()  # a refused engine must not hold its session or GPU memory
+        raise
+    return engine

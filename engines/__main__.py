@@ -1,7 +1,9 @@
-"""``python -m engines build --onnx MODEL.onnx --out MODEL.engine [...]``.
+"""``python -m engines build --onnx MODEL.onnx --out MODEL.engine [...]`` and
+``python -m engines golden --model MODEL.onnx --input IMAGE [--tolerance T]``.
 
-Exit codes: 0 built and verified; 1 build or verification failed; 2 TensorRT, cuda-python or a
-CUDA GPU is absent on this machine (or the command line is wrong), with the reason on stderr.
+build exit codes: 0 built and verified; 1 build or verification failed; 2 TensorRT, cuda-python
+or a CUDA GPU is absent on this machine (or the command line is wrong), with the reason on stderr.
+golden exit codes: 0 written and re-checked; 1 the model, image or tolerance is unusable.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import sys
 from collections.abc import Sequence
 
 from engines.build import DEFAULT_TOLERANCE, BuildError, build_engine
-from engines.protocol import BackendUnavailable
+from engines.protocol import BackendUnavailable, ModelLoadError
+from engines.selftest import DEFAULT_TOLERANCE as GOLDEN_TOLERANCE
 
 EXIT_OK, EXIT_FAILED, EXIT_UNAVAILABLE = 0, 1, 2
 
@@ -38,12 +41,43 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_TOLERANCE,
         help=f"largest accepted max |Δ| against ONNX Runtime (default {DEFAULT_TOLERANCE})",
     )
+    golden = sub.add_parser(
+        "golden",
+        help="(re)write the golden self-test of a model's card from the current engine output",
+    )
+    golden.add_argument("--model", required=True, help="model file (its card MODEL.json beside it)")
+    golden.add_argument(
+        "--input",
+        required=True,
+        help="a frame showing a defect; the tile the model sees most defect in is stored",
+    )
+    golden.add_argument(
+        "--tolerance",
+        type=float,
+        help="accepted fingerprint difference (default: by precision, "
+        + ", ".join(f"{k} {v:g}" for k, v in GOLDEN_TOLERANCE.items())
+        + ")",
+    )
     return parser
+
+
+def _golden(args: argparse.Namespace) -> int:
+    from engines.selftest import read_frame, record_golden
+
+    try:
+        summary = record_golden(args.model, [read_frame(args.input)], tolerance=args.tolerance)
+    except (ModelLoadError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(summary))
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "golden":
+        return _golden(args)
     try:
         result = build_engine(
             args.onnx,

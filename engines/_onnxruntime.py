@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from engines.card import ModelCard
 from engines.options import ort_session_options
 from engines.protocol import BackendUnavailable, ModelLoadError
+from engines.selftest import output_fault
 
 BACKEND = "onnxruntime"
 PIP_HINT = "pip install onnxruntime (or onnxruntime-gpu for the CUDA provider)"
@@ -33,7 +34,9 @@ def _import_ort(path: Path) -> Any:
 def default_providers(ort: Any = None) -> list[str]:
     """``CUDAExecutionProvider`` first when this onnxruntime build has it, then the CPU."""
     if ort is None:
-        import onnxruntime as ort
+        import onnxruntime
+
+        ort = onnxruntime
     available = ort.get_available_providers()
     order = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return [p for p in order if p in available] or ["CPUExecutionProvider"]
@@ -151,6 +154,9 @@ class OnnxRuntimeEngine:
                 f"{self.path}: output shape {'x'.join(map(str, out.shape))} for one input tile, "
                 f"expected {'x'.join(map(str, want))}"
             )
+        fault = output_fault(out)  # a NaN-producing graph fails here even without a golden
+        if fault is not None:
+            raise ModelLoadError(f"{self.path}: a test inference on a blank tile: {fault}")
 
     def _run(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         outs = self._session.run([self.card.output_name], {self.card.input_name: batch})

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from engines.card import ModelCard
 from engines.protocol import BackendUnavailable, ModelLoadError
+from engines.selftest import output_fault
 
 BACKEND = "tensorrt"
 PIP_HINT = (
@@ -129,7 +130,14 @@ class _Buffer:
             raise
         c_type = np.ctypeslib.as_ctypes_type(dtype)
         raw = ctypes.cast(int(self.host_ptr), ctypes.POINTER(c_type))
-        self.host = np.ctypeslib.as_array(raw, shape=shape)  # a numpy view of the pinned memory
+        # A numpy view of the pinned memory; None once freed, so a late use cannot touch it.
+        self.host: NDArray[Any] | None = np.ctypeslib.as_array(raw, shape=shape)
+
+    def array(self) -> NDArray[Any]:
+        """The pinned host memory as a numpy view; RuntimeError once freed."""
+        if self.host is None:
+            raise RuntimeError("TensorRT host buffer used after it was freed")
+        return self.host
 
     def free(self) -> None:
         # Errors on free are not actionable at shutdown; the process is releasing them anyway.
@@ -265,14 +273,17 @@ class TensorRTEngine:
         out = self.infer(np.zeros((1, *self.card.input_shape), dtype=np.float32))
         if out.shape != (1, self.card.input_height, self.card.input_width, 1):
             raise ModelLoadError(f"{self.path}: output shape {out.shape} for one tile")
+        fault = output_fault(out)  # a NaN-producing graph fails here even without a golden
+        if fault is not None:
+            raise ModelLoadError(f"{self.path}: a test inference on a blank tile: {fault}")
 
     def _run_chunk(self, chunk: NDArray[np.float32]) -> NDArray[np.float32]:
         cudart, ctx, card = self._cudart, self._context, self.card
         n = chunk.shape[0]
         run_n = max(n, self.min_batch)  # a profile minimum above 1 is met by zero padding
-        self._in.host[:n] = chunk
+        self._in.array()[:n] = chunk
         if run_n > n:
-            self._in.host[n:run_n] = 0.0
+            self._in.array()[n:run_n] = 0.0
         if not ctx.set_input_shape(card.input_name, (run_n, *card.input_shape)):
             raise RuntimeError(
                 f"{self.path}: batch {run_n} is outside the engine's profile "
@@ -299,7 +310,7 @@ class TensorRTEngine:
             "D2H copy",
         )
         cuda_check(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
-        return np.array(self._out.host[:n], dtype=np.float32)  # copy out of the reused buffer
+        return np.array(self._out.array()[:n], dtype=np.float32)  # copy out of the reused buffer
 
     def infer(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         """``N x H x W x C`` float32 in [0, 1] -> ``N x H x W x 1``; N above the profile's

@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-CARD_SCHEMA_VERSION = 1
+# 2: ``golden`` (the load-time self-test, see engines.selftest). Version 1 cards are read as
+# version 2 without a golden: they load, with a warning that the model is unchecked.
+CARD_SCHEMA_VERSION = 2
 
 Precision = Literal["fp32", "fp16", "int8"]
 Normalisation = Literal["unit"]  # pixel / (2**bits - 1) -> [0, 1]; standardisation is in the graph
@@ -51,6 +53,9 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)  # from training/evaluate report.json
     agreement: dict[str, Any] = field(default_factory=dict)  # e.g. {"fp32_max_abs_diff": 3e-6}
     created_at: str = ""
+    # {"input": base64 PNG tile, "input_sha256", "output_digest", "tolerance", "recorded_with"};
+    # {} when the card has none (schema 1 cards, test models)
+    golden: dict[str, Any] = field(default_factory=dict)
     schema_version: int = CARD_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -67,6 +72,8 @@ class ModelCard:
             problems.append(f"precision {self.precision!r} is not fp32, fp16 or int8")
         if self.normalisation != "unit":
             problems.append(f"normalisation {self.normalisation!r} is not 'unit'")
+        if not isinstance(self.golden, dict):
+            problems.append(f"golden must be a JSON object, not {type(self.golden).__name__}")
         if problems:
             raise CardError("; ".join(problems))
 
@@ -86,11 +93,15 @@ class ModelCard:
         if unknown:
             raise CardError(f"{origin}: unknown card keys {unknown}")
         version = data.get("schema_version", CARD_SCHEMA_VERSION)
+        if not isinstance(version, int) or version < 1:
+            raise CardError(f"{origin}: card schema_version {version!r} is not an integer >= 1")
         if version > CARD_SCHEMA_VERSION:
             raise CardError(
                 f"{origin}: card schema {version} is newer than this station ({CARD_SCHEMA_VERSION})"
             )
-        data = dict(data)
+        # Older layouts are strict subsets of this one: read them as the current version, so a
+        # card re-saved by this station says what it now holds.
+        data = {**data, "schema_version": CARD_SCHEMA_VERSION}
         if "class_names" in data:
             data["class_names"] = tuple(data["class_names"])
         try:

@@ -7,15 +7,15 @@ inference worker, the validation panel and training's evaluation all call it, so
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from engines.preprocess import resize, to_model_input
+from engines.preprocess import resize, scaled_model_input, tile_to_input
 from engines.protocol import Engine
-from engines.tiling import Position, extract_tiles, stitch, tile_grid
+from engines.tiling import Position, Stitcher, pad_to_tile, tile_grid
 
 DEFAULT_MAX_BATCH = 16
 
@@ -31,12 +31,44 @@ def default_overlap(tile_h: int, tile_w: int) -> int:
 
 @dataclass
 class _Pending:
-    """One frame in flight: its tiling plan and the tile outputs received so far."""
+    """One frame in flight: its original size and the stitcher its tile outputs go to."""
 
     orig_hw: tuple[int, int]
-    scaled_hw: tuple[int, int]
-    positions: list[Position]
-    outputs: list[NDArray[np.float32]] = field(default_factory=list)
+    stitcher: Stitcher
+
+
+def _model_source(
+    image: NDArray, engine: Engine, bit_depth: int | None
+) -> tuple[NDArray, bool, tuple[int, int]]:
+    """What tiles are cut from: the raw frame (converted per tile) or the scaled float frame.
+
+    Returns the source, whether its tiles still need converting, and the model-resolution size.
+    """
+    card = engine.card
+    image = np.asarray(image)
+    h, w = image.shape[:2]
+    if card.frame_scale == 1.0:
+        return image, True, (h, w)
+    x = scaled_model_input(image, card, bit_depth)
+    return x, False, (x.shape[0], x.shape[1])
+
+
+def _tiles(
+    source: NDArray,
+    convert: bool,
+    positions: list[Position],
+    th: int,
+    tw: int,
+    channels: int,
+    bit_depth: int | None,
+) -> Iterator[NDArray[np.float32]]:
+    padded = pad_to_tile(source, th, tw)  # a copy only for frames smaller than a tile
+    for y, x in positions:
+        tile = padded[y : y + th, x : x + tw]
+        if convert:
+            yield tile_to_input(tile, channels, bit_depth)
+        else:  # a copy, so the scaled frame can be freed while its last batch is inferred
+            yield np.array(tile if tile.ndim == 3 else tile[:, :, None])
 
 
 def predict_maps(
@@ -45,12 +77,18 @@ def predict_maps(
     *,
     overlap: int | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
+    bit_depths: Sequence[int | None] | int | None = None,
 ) -> list[NDArray[np.float32]]:
     """Probability maps for several frames, their tiles batched together.
 
-    Tiles stream through ``engine.infer`` in batches of ``max_batch`` that may span frames; a
-    frame is stitched as soon as its last tile is back, so memory stays bounded by one batch
-    plus the frames in flight even for a whole validation folder.
+    Tiles stream through ``engine.infer`` in batches of ``max_batch`` that may span frames; each
+    tile is cut from the frame, converted to float on its own, inferred, and blended into its
+    frame's float32 accumulator at model resolution (:class:`~engines.tiling.Stitcher`). No
+    full-resolution float copy of a frame is made (a frame the card scales down is converted in
+    bands, see :func:`~engines.preprocess.scaled_model_input`); the only full-size float array
+    is the returned map. Peak memory per frame is therefore about the frame itself, plus 4 bytes
+    per model-resolution pixel, plus 4 bytes per frame pixel for the result when it is scaled
+    back, plus one batch of tiles.
 
     Parameters
     ----------
@@ -63,6 +101,9 @@ def predict_maps(
         Tile overlap in model-input pixels; default :func:`default_overlap`.
     max_batch
         Most tiles per ``engine.infer`` call.
+    bit_depths
+        Declared bit depth of integer frames (8, 10, 12, 14, 16): one value for all frames, or one
+        per frame (None = the container's depth, e.g. 65535 for uint16).
 
     Returns
     -------
@@ -76,35 +117,45 @@ def predict_maps(
     ov = default_overlap(th, tw) if overlap is None else overlap
 
     maps: list[NDArray[np.float32]] = []
-    in_flight: deque[_Pending] = deque()  # frames whose tiles are queued or partly inferred
-    queue: list[NDArray[np.float32]] = []  # tiles not yet inferred, in frame order
+    in_flight: deque[_Pending] = deque()  # frames whose tiles are queued or being inferred
+    batch: list[NDArray[np.float32]] = []
+    owners: list[tuple[Stitcher, Position]] = []
 
-    def run(batch_tiles: list[NDArray[np.float32]]) -> None:
-        probs = np.asarray(engine.infer(np.stack(batch_tiles)), dtype=np.float32)[..., 0]
-        i = 0
-        for frame in in_flight:  # hand the outputs to the oldest incomplete frames, in order
-            need = len(frame.positions) - len(frame.outputs)
-            take = min(need, len(probs) - i)
-            frame.outputs.extend(probs[i : i + take])
-            i += take
-            if i == len(probs):
-                break
-        while in_flight and len(in_flight[0].outputs) == len(in_flight[0].positions):
+    def run() -> None:
+        probs = np.asarray(engine.infer(np.stack(batch)), dtype=np.float32)[..., 0]
+        for prob, (stitcher, position) in zip(probs, owners, strict=True):
+            stitcher.add(prob, position)
+        batch.clear()
+        owners.clear()
+        while in_flight and in_flight[0].stitcher.complete:
             done = in_flight.popleft()
-            stitched = stitch(np.stack(done.outputs), done.positions, *done.scaled_hw, ov)
-            maps.append(resize(stitched[:, :, None], *done.orig_hw)[:, :, 0])
+            model_map = done.stitcher.result()
+            if model_map.shape != done.orig_hw:
+                model_map = resize(model_map[:, :, None], *done.orig_hw)[:, :, 0]
+            maps.append(model_map)
 
-    for image in images:
-        x = to_model_input(image, card)
-        positions = tile_grid(x.shape[0], x.shape[1], th, tw, ov)
+    for index, image in enumerate(images):
+        if isinstance(bit_depths, int) or bit_depths is None:
+            depth = bit_depths
+        else:
+            depth = bit_depths[index]
+        source, convert, (sh, sw) = _model_source(image, engine, depth)
+        positions = tile_grid(sh, sw, th, tw, ov)
         h, w = np.shape(image)[:2]
-        in_flight.append(_Pending((h, w), (x.shape[0], x.shape[1]), positions))
-        queue.extend(extract_tiles(x, positions, th, tw))
-        while len(queue) >= max_batch:
-            run(queue[:max_batch])
-            del queue[:max_batch]
-    if queue:
-        run(queue)
+        stitcher = Stitcher(sh, sw, th, tw, ov, positions)
+        in_flight.append(_Pending((h, w), stitcher))
+        for tile, position in zip(
+            _tiles(source, convert, positions, th, tw, card.channels, depth),
+            positions,
+            strict=True,
+        ):
+            batch.append(tile)
+            owners.append((stitcher, position))
+            if len(batch) >= max_batch:
+                run()
+        del source  # the scaled float frame is not needed once its tiles are cut
+    if batch:
+        run()
     return maps
 
 
@@ -114,6 +165,9 @@ def predict_map(
     *,
     overlap: int | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
+    bit_depth: int | None = None,
 ) -> NDArray[np.float32]:
     """Probability map of one frame at its original resolution (see :func:`predict_maps`)."""
-    return predict_maps(engine, [image], overlap=overlap, max_batch=max_batch)[0]
+    return predict_maps(
+        engine, [image], overlap=overlap, max_batch=max_batch, bit_depths=bit_depth
+    )[0]

@@ -7,6 +7,12 @@ U-Net sees the least context, count less than the centres of the neighbouring ti
 
 A frame smaller than a tile (in either dimension) is reflect-padded up to the tile size; the
 padding is cropped off again by :func:`stitch`.
+
+:class:`Stitcher` is the streaming form used by :func:`engines.predict.predict_maps`: tiles are
+added one batch at a time into a single float32 accumulator, and the weight sum is not stored
+per pixel at all: the grid is a product of row starts and column starts and every weight is an
+outer product of two ramps, so the sum of weights is ``outer(rows, cols)`` and two 1-D arrays
+hold it. Memory: 4 bytes per map pixel, whatever the number of tiles.
 """
 
 from __future__ import annotations
@@ -143,3 +149,58 @@ def stitch(
     # Accumulating in float64 keeps the identity round trip exact to float32 precision.
     out = acc[:h, :w] / norm[:h, :w]
     return out.astype(np.float32)
+
+
+class Stitcher:
+    """Blend tile outputs into one ``h x w`` float32 map as they arrive (see the module doc).
+
+    Parameters
+    ----------
+    h, w
+        Map size (unpadded); tiles may hang over it when the map is smaller than a tile.
+    th, tw
+        Tile size.
+    overlap
+        The overlap passed to :func:`tile_grid` (sets the ramp width).
+    positions
+        The full grid from :func:`tile_grid` (rows x columns); every position must be added once.
+    """
+
+    def __init__(
+        self, h: int, w: int, th: int, tw: int, overlap: int, positions: list[Position]
+    ) -> None:
+        _check(th, tw, overlap)
+        self.h, self.w, self.th, self.tw = h, w, th, tw
+        self._acc = np.zeros((max(h, th), max(w, tw)), dtype=np.float32)
+        self._ry = _ramp(th, overlap).astype(np.float32)
+        self._rx = _ramp(tw, overlap).astype(np.float32)
+        self._weight = np.outer(self._ry, self._rx)
+        # Separable weight sum: sum over the grid of ry(y - y_i) * rx(x - x_j).
+        self._row_norm = np.zeros(self._acc.shape[0], dtype=np.float64)
+        self._col_norm = np.zeros(self._acc.shape[1], dtype=np.float64)
+        for y in sorted({y for y, _ in positions}):
+            self._row_norm[y : y + th] += self._ry
+        for x in sorted({x for _, x in positions}):
+            self._col_norm[x : x + tw] += self._rx
+        self._expected = len(positions)
+        self.added = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.added == self._expected
+
+    def add(self, tile: NDArray, position: Position) -> None:
+        """Accumulate one ``th x tw`` output tile at ``position``."""
+        y, x = position
+        self._acc[y : y + self.th, x : x + self.tw] += self._weight * tile
+        self.added += 1
+
+    def result(self) -> NDArray[np.float32]:
+        """The blended map (divides the accumulator in place; call once, when complete)."""
+        if not self.complete:
+            raise ValueError(f"{self.added} of {self._expected} tiles added")
+        out = self._acc[: self.h, : self.w]
+        # In place, row factor then column factor: no second full-size array is made.
+        out /= self._row_norm[: self.h, None].astype(np.float32)
+        out /= self._col_norm[None, : self.w].astype(np.float32)
+        return out if out.base is None else np.ascontiguousarray(out)

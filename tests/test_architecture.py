@@ -58,6 +58,7 @@ VIOLATIONS = {
     "app/station/qt_in_core.py": "import PySide6.QtCore\n",
     "app/station/tf_in_app.py": "import tensorflow\n",
     "app/station/ui_in_core.py": "import app.ui\n",
+    "app/ui/engines_in_ui.py": "import engines\n",
     "engines/__init__.py": "",
     "engines/station_in_engines.py": "from app.station import qt_in_core\n",
     "training/__init__.py": "",

@@ -21,7 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL = ROOT / "resources" / "models" / "demo.onnx"
 TILE = 16
 FRAME_KEYS = {"frame", "source", "verdict", "defects", "timings_ms"}
-SUMMARY_KEYS = {"summary", "judged", "pass", "ng", "skipped", "dropped", "fps"}
+SUMMARY_KEYS = {
+    "summary", "acquired", "judged", "pass", "ng", "error", "dropped", "stored", "journaled",
+    "lost", "fps",
+}  # fmt: skip
 
 
 def make_model(path: Path) -> Path:
@@ -77,10 +80,13 @@ def parse(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     assert lines and lines[-1].get("summary") is True, "the last line is the summary"
     frames, summary = lines[:-1], lines[-1]
     for f in frames:
-        assert FRAME_KEYS <= set(f) and f["verdict"] in ("PASS", "NG")
+        assert FRAME_KEYS <= set(f) and f["verdict"] in ("PASS", "NG", "ERROR")
         assert isinstance(f["defects"], list)
+        assert (f["verdict"] == "ERROR") == ("error" in f)
     assert SUMMARY_KEYS <= set(summary)
-    assert summary["judged"] == summary["pass"] + summary["ng"] == len(frames)
+    assert summary["judged"] == summary["pass"] + summary["ng"]
+    assert summary["judged"] + summary["error"] == len(frames)
+    assert summary["acquired"] == len(frames) + summary["dropped"]
     assert summary["pass"] == sum(f["verdict"] == "PASS" for f in frames)
     return frames, summary
 
@@ -95,16 +101,18 @@ def test_demo_run_limit_20(env: dict[str, str]) -> None:
         assert {"infer", "judge", "queue"} <= set(f["timings_ms"])
 
 
-def test_a_corrupt_file_is_skipped_and_the_run_exits_0(
+def test_a_corrupt_file_is_an_error_result_and_the_run_exits_0(
     env: dict[str, str], folder: Path, model: Path
 ) -> None:
     proc = run_cli(env, "run", "--headless", "--source", f"folder:{folder}", "--model", str(model))
     assert proc.returncode == 0, proc.stderr
     frames, summary = parse(proc.stdout)
-    assert (summary["judged"], summary["skipped"], summary["dropped"]) == (6, 1, 0)
-    assert [f["verdict"] for f in frames] == ["PASS", "NG"] * 3
+    assert (summary["judged"], summary["error"], summary["dropped"]) == (6, 1, 0)
+    # natural order: 004.png, 004b_corrupt.png, 005.png
+    assert [f["verdict"] for f in frames] == ["PASS", "NG", "PASS", "NG", "PASS", "ERROR", "NG"]
+    assert frames[5]["path"].endswith("004b_corrupt.png") and frames[5]["error"]
     assert frames[1]["defects"][0]["area_px"] == 256
-    assert "004b_corrupt.png" in proc.stderr  # the skip is logged, not silent
+    assert "004b_corrupt.png" in proc.stderr  # and logged
     assert "Traceback" not in proc.stderr
 
 
@@ -116,7 +124,9 @@ def test_limit_with_a_looping_recipe(env: dict[str, str], folder: Path, model: P
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     frames, summary = parse(proc.stdout)
-    assert summary["judged"] == 9 and [f["frame"] for f in frames] == list(range(9))
+    # --limit counts results; the corrupt file is answered once (ERROR), not on every pass
+    assert len(frames) == 9 and [f["frame"] for f in frames] == list(range(9))
+    assert summary["error"] == 1
 
 
 @pytest.mark.parametrize(
@@ -154,7 +164,7 @@ def test_db_then_export_csv_round_trip(
     assert proc.returncode == 0, proc.stderr
     with out.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == summary["judged"]
+    assert len(rows) == summary["judged"] + summary["error"] == summary["stored"]
     assert sorted(r["verdict"] for r in rows) == sorted(f["verdict"] for f in frames)
     assert {r["model_id"] for r in rows} == {"tiny"}
     ng_images = [r["image_path"] for r in rows if r["verdict"] == "NG"]

@@ -1,28 +1,65 @@
-"""``python -m training train|evaluate|export|quantize`` (the shape other tools rely on).
+"""``python -m training data|train|evaluate|export|quantize|synth`` (the shape other tools rely on).
 
-Every command accepts ``--progress json``: one JSON object per line on stdout, the last one
-``{"event": "done", ...}`` or ``{"event": "error", "message": ...}`` (then the exit code is 1).
+Every command but ``data`` accepts ``--progress json``: one JSON object per line on stdout, the
+last one ``{"event": "done", ...}`` or ``{"event": "error", "message": ...}``. ``data`` prints
+what a dataset folder holds (``--json``: one JSON object).
+
+Exit codes: 0 done; 2 a problem the user can act on (bad arguments, a missing file, bad data, a
+model or run that cannot be used): one line on stderr naming the file and the fix, no traceback
+(``--debug`` shows it); 1 an unexpected failure (with its traceback); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
+from training.data.discovery import LAYOUTS
+from training.data.masks import DatasetError
+from training.data.synthetic import LAYOUTS as SYNTH_LAYOUTS
 from training.progress import Progress
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--progress", choices=("human", "json", "none"), default="human")
+class UsageError(ValueError):
+    """A bad argument value found after parsing (the message says which and what to give)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line (with where to get help), exit code 2, no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _common(p: argparse.ArgumentParser, progress: bool = True) -> None:
+    if progress:
+        p.add_argument("--progress", choices=("human", "json", "none"), default="human")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser = _Parser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="show what a dataset folder holds (before training)")
+    d.add_argument("path", help="dataset folder (any layout: see docs/training.md)")
+    d.add_argument("--masks", help="folder holding the masks (default: found in the data)")
+    d.add_argument("--layout", choices=("auto", *LAYOUTS), default="auto")
+    d.add_argument("--json", action="store_true", help="one JSON object on stdout (for the GUI)")
+    d.add_argument(
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="decode every image to find damaged files (default on; off = headers only)",
+    )
+    _common(d, progress=False)
 
     t = sub.add_parser("train", help="train a U-Net on a dataset folder")
     t.add_argument(
@@ -102,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--size", default="256x256", help="HxW, e.g. 320x384")
     g.add_argument("--defect-ratio", type=float, default=0.25)
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--layout", choices=("folder", "flat", "dagm"), default="folder")
+    g.add_argument("--layout", choices=SYNTH_LAYOUTS, default="folder")
+    g.add_argument("--class-masks", action="store_true", help="class-index masks (id per kind)")
     _common(g)
     return parser
 
@@ -176,15 +214,95 @@ def _synth(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     try:
         h, w = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
-        raise ValueError(f"--size {args.size!r} is not HxW (e.g. 320x384)") from None
+        raise UsageError(f"--size {args.size!r} is not HxW: give e.g. --size 320x384") from None
+    if args.n < 1 or h < 8 or w < 8:
+        raise UsageError("--n must be >= 1 and --size at least 8x8")
+    if not 0.0 <= args.defect_ratio <= 1.0:
+        raise UsageError(f"--defect-ratio {args.defect_ratio} must be between 0 and 1")
     paths = generate(
         args.out, args.n, size=(h, w), defect_ratio=args.defect_ratio, seed=args.seed,
-        layout=args.layout,
+        layout=args.layout, class_masks=args.class_masks,
     )  # fmt: skip
     return {"out": args.out, "images": len(paths)}
 
 
+def _data(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from training.data.discovery import discover, format_summary
+
+    if hasattr(sys.stdout, "reconfigure"):  # file names that are not UTF-8 must still print
+        sys.stdout.reconfigure(errors="backslashreplace")
+    ds = discover(args.path, masks=args.masks, layout=args.layout, verify=args.verify)
+    summary = ds.summary()
+    if args.json:
+        sys.stdout.write(json.dumps({"event": "data", **summary}) + "\n")
+    else:
+        sys.stdout.write(format_summary(summary) + "\n")
+    sys.stdout.flush()
+    if not ds.samples:
+        raise DatasetError(f"{args.path}: no usable image found (see the problems listed)")
+    if ds.blocking:
+        raise DatasetError(
+            f"{args.path}: {len(ds.blocking)} problem(s) must be fixed before training "
+            f"(listed above, first: {ds.blocking[0].file})"
+        )
+    return summary
+
+
+# Path arguments checked before any work starts: (command, option, kind, what to give).
+_PATHS = (
+    ("train", "data", "dir", "the dataset folder"),
+    ("train", "masks", "dir", "the folder of masks, or leave --masks out"),
+    ("train", "init_from", "file", "a .keras checkpoint, e.g. RUN/checkpoints/best.keras"),
+    ("evaluate", "model", "any", "an .onnx model (card beside it) or a train --out folder"),
+    ("evaluate", "data", "dir", "the dataset folder"),
+    ("evaluate", "masks", "dir", "the folder of masks, or leave --masks out"),
+    ("evaluate", "split_file", "file", "a split.json written by training"),
+    ("export", "run", "run", "the --out folder of python -m training train"),
+    ("quantize", "model", "file", "an FP32 .onnx model"),
+    ("quantize", "calib", "dir", "the dataset folder of the model's training data"),
+    ("quantize", "masks", "dir", "the folder of masks, or leave --masks out"),
+    ("data", "path", "dir", "the dataset folder"),
+    ("data", "masks", "dir", "the folder of masks, or leave --masks out"),
+)
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Missing input files and folders as one clear line, before TensorFlow is even imported."""
+    for command, dest, kind, what in _PATHS:
+        value = getattr(args, dest, None) if args.command == command else None
+        if value is None:
+            continue
+        path = Path(value)
+        option = "PATH" if dest == "path" else "--" + dest.replace("_", "-")
+        if not path.exists():
+            noun = {"dir": "folder", "run": "run folder", "file": "file"}.get(
+                kind, "file or folder"
+            )
+            noun = "dataset folder" if dest in ("data", "path", "calib") else noun
+            raise FileNotFoundError(f"{path}: {noun} not found (check {option}; give {what})")
+        if kind in ("dir", "run") and not path.is_dir():
+            raise NotADirectoryError(f"{path}: not a folder (give {option} {what})")
+        if kind == "file" and not path.is_file():
+            raise IsADirectoryError(f"{path}: not a file (give {option} {what})")
+        if kind in ("run", "any") and path.is_dir() and not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{path}: not a run folder (no config.json; give {option} {what})"
+            )
+
+
+def _user_error(exc: BaseException) -> bool:
+    """Errors a user can act on (their message names the file and the fix)."""
+    from engines.card import CardError
+    from engines.protocol import ModelLoadError
+    from training.export import ExportError
+
+    return isinstance(
+        exc, (DatasetError, UsageError, OSError, ModelLoadError, CardError, ExportError)
+    )
+
+
 COMMANDS = {
+    "data": _data,
     "train": _train,
     "evaluate": _evaluate,
     "export": _export,
@@ -193,19 +311,43 @@ COMMANDS = {
 }
 
 
+_OS_FIXES = {
+    errno.ENOENT: "not found (check the path)",
+    errno.EACCES: "permission denied (give this user access, or choose another path)",
+    errno.EPERM: "permission denied (give this user access, or choose another path)",
+    errno.ENOSPC: "disk full (free some space, or choose another --out)",
+    errno.EROFS: "read-only file system (choose another --out)",
+}
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        what = _OS_FIXES.get(exc.errno or 0, exc.strerror or "cannot be used")
+        return f"{exc.filename}: {what}"
+    return str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    progress = Progress(args.progress)
+    mode = getattr(args, "progress", "json" if getattr(args, "json", False) else "human")
+    progress = Progress(mode)
     try:
+        check_paths(args)
         result = COMMANDS[args.command](args, progress)
     except KeyboardInterrupt:
         progress.emit("error", message="interrupted")
         return 130
     except Exception as exc:  # every failure ends as one parseable line and a non-zero exit
-        if args.progress != "json":
+        user = _user_error(exc)
+        message = _message(exc) if user else f"{type(exc).__name__}: {exc}"
+        if args.debug or not user:
             traceback.print_exc(file=sys.stderr)
-        progress.emit("error", message=f"{type(exc).__name__}: {exc}")
-        return 1
-    progress.emit("done", **result)
+        if mode == "json":
+            progress.emit("error", message=message)
+        else:
+            print(f"python -m training {args.command}: error: {message}", file=sys.stderr)
+        return 2 if user else 1
+    if args.command != "data":
+        progress.emit("done", **result)
     return 0

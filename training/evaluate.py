@@ -268,13 +268,11 @@ def evaluate_model(
     samples = find_samples(data, masks)
     chosen, val, split_info = _split_samples(samples, split_file, split)
 
+    val_pred = None
     if val is not None and split != "val":
-        v_probs, v_masks, v_labels, _ = predict_samples(engine, val, progress, "val")
-    else:
-        v_probs = v_masks = v_labels = None
+        val_pred = predict_samples(engine, val, progress, "val")
     probs, gt, labels, ms = predict_samples(engine, chosen, progress, split)
-    if v_probs is None:
-        v_probs, v_masks, v_labels = probs, gt, labels
+    v_probs, v_masks, v_labels, _ = val_pred or (probs, gt, labels, ms)
     suggested = suggest_operating_point(
         v_probs, v_labels, masks=v_masks, target_precision=target_precision
     )

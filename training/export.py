@@ -6,6 +6,8 @@ input and output are then renamed to the card's names (``image`` / ``probability
 axis stays dynamic, the opset is pinned. A conversion that differs from Keras by more than the
 tolerance on real frames is deleted and the command fails: a silently wrong model is worse than
 none.
+The card gets a golden self-test (engines.selftest) recorded from ONNX Runtime's output on a
+tile of a defective validation frame, which every later load of the model re-checks.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engines.card import ModelCard, card_path_for
+from engines.protocol import ModelLoadError
+from engines.selftest import record_golden
 from engines.tiling import extract_tiles, tile_grid
 from training.data import find_samples, load_split
-from training.data.loaders import read_image, select
+from training.data.loaders import Sample, read_image, select
 from training.progress import Progress
 
 log = logging.getLogger("training")
@@ -125,6 +129,13 @@ def real_tiles(image_paths: list[Path], card: ModelCard, limit: int = 16) -> NDA
         if len(tiles) >= limit:
             break
     return np.stack(tiles[:limit]).astype(np.float32)
+
+
+def golden_frames(samples: list[Sample], limit: int = 4) -> list[NDArray]:
+    """Frames to record a card's golden self-test from: defective ones first (a tile the model
+    sees a defect in exercises the whole network, a blank one barely does)."""
+    ordered = [s for s in samples if s.defective] + [s for s in samples if not s.defective]
+    return [read_image(s.image_path) for s in ordered[:limit]]
 
 
 def load_run(run: str | Path) -> tuple[dict[str, Any], Any]:
@@ -243,6 +254,14 @@ def export_run(
     training = {**card.training, "split_file": split_copy.name, "opset": opset}
     card = card.with_updates(training=training, agreement={**agreement, "reference": "keras fp32"})
     card.save(card_path_for(out))
+    progress.emit("export", stage="golden", model=str(out))
+    try:
+        golden = record_golden(out, golden_frames(val or samples))
+    except (ModelLoadError, ValueError) as exc:
+        out.unlink(missing_ok=True)
+        card_path_for(out).unlink(missing_ok=True)
+        raise ExportError(f"{out}: cannot record its golden self-test: {exc}") from None
+    log.info("golden self-test recorded: tolerance %g", golden["tolerance"])
     result: dict[str, Any] = {"model": str(out), "card": str(card_path_for(out))}
     if evaluate:
         from training.evaluate import evaluate_model

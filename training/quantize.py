@@ -9,7 +9,9 @@
   it exactly what it feeds the FP32 model.
 
 Each variant is compared with the FP32 model on the validation split: probability agreement,
-accuracy at the card's operating point, and CPU speed.
+accuracy at the card's operating point, and CPU speed. Each card gets its own golden self-test
+(engines.selftest): the variant's own output on a defective validation tile, with the tolerance
+of its precision.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from numpy.typing import NDArray
 
 from engines import load_engine
 from engines.card import ModelCard, card_path_for
+from engines.selftest import record_golden
 from training.data import find_samples, load_split
 from training.data.loaders import DatasetError, Sample, select
 from training.evaluate import pixel_metrics, predict_samples
-from training.export import real_tiles
+from training.export import golden_frames, real_tiles
 from training.progress import Progress
 
 log = logging.getLogger("training")
@@ -178,6 +181,7 @@ def quantize_model(
         precision=precision,
         model_id=f"{card.model_id}-{precision}",
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        golden={},  # the FP32 model's golden is not this variant's; its own is recorded below
     )
     if split_file is not None and dst.with_suffix(".split.json") != split_file:
         shutil.copyfile(split_file, dst.with_suffix(".split.json"))
@@ -185,6 +189,11 @@ def quantize_model(
             training={**card.training, "split_file": dst.with_suffix(".split.json").name}
         )
     variant_card.save(card_path_for(dst))
+    # Its own output and the tolerance measured for this precision (engines.selftest), recorded
+    # before the measurements below load it.
+    progress.emit("quantize", stage="golden", model=str(dst))
+    record_golden(dst, golden_frames(val))
+    variant_card = ModelCard.load(card_path_for(dst))
 
     progress.emit("quantize", stage="measure", images=len(val))
     ref_engine, var_engine = load_engine(src), load_engine(dst)

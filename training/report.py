@@ -39,10 +39,13 @@ def _overlay(
     image: NDArray, prob: NDArray[np.float32], truth: NDArray[np.bool_], threshold: float
 ) -> NDArray[np.uint8]:
     """Grey frame, truth outlined green, prediction (>= threshold) outlined red."""
-    grey = image if image.ndim == 2 else cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY)
+    # NDArray[Any]: OpenCV's stubs type every result as "integer or floating".
+    grey: NDArray[Any] = (
+        image if image.ndim == 2 else cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY)
+    )
     if grey.dtype == np.uint16:
         grey = (grey >> 8).astype(np.uint8)
-    bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    bgr: NDArray[Any] = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     for mask, colour in ((truth, (0, 200, 0)), (prob >= threshold, (0, 0, 255))):
         contours, _ = cv2.findContours(
             mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
@@ -73,7 +76,9 @@ def write_examples(
             continue
         tiles = []
         for i in idx:
-            tile = _overlay(read_image(samples[i].image_path), probs[i], masks[i], threshold)
+            tile: NDArray[Any] = _overlay(
+                read_image(samples[i].image_path), probs[i], masks[i], threshold
+            )
             tile = cv2.resize(tile, (256, int(256 * tile.shape[0] / tile.shape[1])))
             cv2.putText(
                 tile,

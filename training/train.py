@@ -103,7 +103,8 @@ def validation_maps(model: Any, arrays: Arrays, tile: int) -> list[np.ndarray]:
     from engines.tiling import extract_tiles, stitch, tile_grid
 
     overlap = default_overlap(tile, tile)
-    plans, tiles = [], []
+    plans = []
+    tiles: list[np.ndarray] = []  # one H x W x C tile per entry, stacked 16 at a time
     for x in arrays.images:
         positions = tile_grid(x.shape[0], x.shape[1], tile, tile, overlap)
         plans.append((x.shape[:2], positions))

@@ -49,25 +49,30 @@ class FrameQueue:
         return len(self._items)
 
     def put(self, item: Queued, stop: threading.Event, on_full: Callable[[], None]) -> bool:
-        """Queue ``item``; False if the pipeline stopped while waiting for room."""
+        """Queue ``item``; False when the queue is closing (the caller should stop acquiring).
+
+        A frame in hand when the queue closes is still queued, past the bound if need be: it
+        was acquired, so the draining worker judges it. Only a hard ``stop`` (the stop timed
+        out) turns it into a counted drop.
+        """
         if not self.drop_oldest and len(self._items) >= self.maxsize:
             on_full()  # outside the lock: the alarm callback may take its time
         with self._cond:
-            if self._closed:  # stopping: acquired but never queued, keep the books exact
-                self.dropped += 1
-                return False
-            if self.drop_oldest and len(self._items) >= self.maxsize:
+            if self.drop_oldest and len(self._items) >= self.maxsize and not self._closed:
                 self._items.popleft()
                 self.dropped += 1
                 self._drops_pending += 1
-            while len(self._items) >= self.maxsize:
-                if stop.is_set() or self._closed:
+            while len(self._items) >= self.maxsize and not self._closed:
+                if stop.is_set():
                     self.dropped += 1  # acquired but never queued: keep the books exact
                     return False
                 self._cond.wait(_POLL_S)
+            if stop.is_set():
+                self.dropped += 1
+                return False
             self._items.append(item)
             self._cond.notify_all()
-            return True
+            return not self._closed
 
     def get_batch(self, max_n: int, timeout: float) -> tuple[list[Queued], int] | None:
         """Up to ``max_n`` waiting frames (oldest first) and the drops before them.

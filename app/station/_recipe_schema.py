@@ -142,3 +142,59 @@ def rules_to_dict(rules: Rules) -> dict[str, Any]:
             for z in rules.zones
         ]
     return out
+
+
+# -- [outputs]: plant outputs, each off unless its table is present ------------------------------
+
+
+def _host_port(value: str) -> bool:
+    host, sep, port = value.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+
+
+_POSITIVE = (lambda v: v > 0, "> 0")
+# Output name -> key -> (type, check or None). The MQTT output's keys are read by
+# app.station.outputs.mqtt; the OPC UA and Modbus keys by their modules (docs/integration.md).
+OUTPUT_KEYS: dict[str, dict[str, tuple[type, tuple[Callable[[Any], bool], str] | None]]] = {
+    "opcua": {
+        "endpoint": (str, (lambda v: v.startswith("opc.tcp://"), "an opc.tcp://HOST:PORT url")),
+        "job_deadline_ms": (float, _POSITIVE),
+    },
+    "modbus": {
+        "address": (str, (_host_port, "HOST:PORT")),
+        "unit_id": (int, (lambda v: 0 <= v <= 255, "in 0..255")),
+        "job_deadline_ms": (float, _POSITIVE),
+    },
+    "mqtt": {
+        "url": (
+            str,
+            (lambda v: v.startswith(("mqtt://", "mqtts://")), "an mqtt(s)://HOST:PORT url"),
+        ),
+        "prefix": (str, None),
+        "station": (str, None),
+        "qos": (int, (lambda v: v in (0, 1, 2), "0, 1 or 2")),
+        "queue_max": (int, _POSITIVE),
+    },
+}
+
+
+def outputs_from_dict(data: Any, where: str = "<outputs>") -> dict[str, Any]:
+    """Validate an ``[outputs]`` table: ``job_deadline_ms`` (ms, the default for every output)
+    and one sub-table per output (``[outputs.opcua]``, ``[outputs.modbus]``, ``[outputs.mqtt]``).
+    Returns it as read (a copy), with only the outputs that are present."""
+    d = check_dict(data, where, {"job_deadline_ms", *OUTPUT_KEYS})
+    out: dict[str, Any] = {}
+    deadline = take(d, "job_deadline_ms", float, where, check=_POSITIVE)
+    if deadline is not None:
+        out["job_deadline_ms"] = deadline
+    for name, keys in OUTPUT_KEYS.items():
+        if name not in d:
+            continue
+        sub_where = f"{where[:-1]}.{name}]" if where.endswith("]") else f"{where}.{name}"
+        table = check_dict(d[name], sub_where, keys)
+        out[name] = {
+            key: take(table, key, typ, sub_where, check=check)
+            for key, (typ, check) in keys.items()
+            if key in table
+        }
+    return out

@@ -6,6 +6,8 @@
 - :func:`default_max_batch`: how many waiting frames to infer together on this engine.
 - :class:`Stepper`: single steps through a source while the pipeline is not running.
 - :class:`KeptResults`: the last results with their probability maps, and verdict totals.
+- :func:`is_replay`, :func:`check_recipe_against_frame`: how a run treats its source and its
+  first frame.
 """
 
 from __future__ import annotations
@@ -15,15 +17,20 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.station.frame import Frame
-from app.station.inspection import FrameResult
+from app.station.inspection import FrameResult, Rules
 from app.station.pipeline import Pipeline
 from app.station.recipe import Recipe
-from app.station.sources.spec import CameraSettings, SourceOptions
+from app.station.sources.base import SourceError
+from app.station.sources.spec import CameraSettings, SourceOptions, parse_spec
 from app.station.stats import PipelineStats
+from engines.card import ModelCard
 from engines.protocol import Engine, ModelLoadError
+
+if TYPE_CHECKING:
+    from app.station.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -164,16 +171,20 @@ class KeptResults:
     def __init__(self, keep_last: int) -> None:
         self._results: deque[FrameResult] = deque(maxlen=keep_last)
         self._lock = threading.Lock()
-        self._judged = self._passed = self._ng = 0
+        self._judged = self._passed = self._ng = self._errors = 0
 
     def add(self, result: FrameResult) -> None:
         with self._lock:
             self._results.append(result)
-            self._judged += 1
-            if result.inspection.verdict == "PASS":
+            verdict = result.inspection.verdict
+            if verdict == "PASS":
+                self._judged += 1
                 self._passed += 1
-            else:
+            elif verdict == "NG":
+                self._judged += 1
                 self._ng += 1
+            else:  # ERROR: never a pass, never silently an NG either
+                self._errors += 1
 
     def snapshot(self) -> list[FrameResult]:
         with self._lock:
@@ -188,6 +199,11 @@ class KeptResults:
         with self._lock:
             return self._judged, self._passed, self._ng
 
+    @property
+    def errors(self) -> int:
+        with self._lock:
+            return self._errors
+
     def replace(self, rejudged: dict[int, FrameResult]) -> FrameResult | None:
         """Swap in re-judged results (keyed by ``id`` of the original); return the latest.
 
@@ -199,3 +215,44 @@ class KeptResults:
             self._results.clear()
             self._results.extend(current)
             return self._results[-1] if self._results else None
+
+
+def is_replay(spec: str) -> bool:
+    """A folder or a video file: frames wait for inference (backpressure), never dropped."""
+    try:
+        parsed = parse_spec(spec)
+    except SourceError:
+        return False
+    return parsed.kind == "folder" or (parsed.kind == "video" and not parsed.target.isdigit())
+
+
+def check_recipe_against_frame(
+    recipe: Recipe, rules: Rules, frame: Frame, card: ModelCard
+) -> list[tuple[str, str]]:
+    """``(severity, message)`` for each way the recipe does not fit this frame (first frame)."""
+    from app.station.recipe_check import check_against_frame, range_warning
+
+    problems = [
+        (p.severity, p.message)
+        for p in check_against_frame(rules, frame.height, frame.width, card, recipe.pixel_size_mm)
+    ]
+    bit_depth = frame.metadata.get("bit_depth")
+    warning = range_warning(frame.image, int(bit_depth) if bit_depth else None)
+    if warning:
+        problems.append(("warning", warning))
+    return problems
+
+
+def open_audit(db_path: Path, on_alarm: Callable[[str], None]) -> AuditLog | None:
+    """The audit trail in the results database; None (with an alarm) when it cannot open.
+
+    A station whose audit database is unusable still inspects (verdicts come first); the
+    alarm says that changes are not being recorded.
+    """
+    from app.station.audit import AuditError, AuditLog
+
+    try:
+        return AuditLog(db_path)
+    except AuditError as exc:
+        on_alarm(f"audit trail unavailable, changes are not recorded: {exc}")
+        return None

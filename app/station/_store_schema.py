@@ -6,9 +6,13 @@ failure handling) so the SQL and the (de)serialisation can be read in one place.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import logging
+import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +21,19 @@ from typing import Any
 from app.station._recipe_schema import rules_to_dict
 from app.station.inspection import Defect, FrameResult
 
-DB_SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration when a column changes
+log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS inspections (
+DB_SCHEMA_VERSION = 2  # PRAGMA user_version; bump with a migration when a column changes
+
+# Text columns hold TEXT, or a BLOB of the raw bytes when the value is not valid UTF-8 (a folder
+# named b"bad\xff" arrives as a str with surrogate escapes, which SQLite's TEXT cannot hold);
+# see :func:`to_db_text`. JSON columns are ASCII (json escapes surrogates reversibly).
+_INSPECTIONS_BODY = """(
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
     frame_id       INTEGER NOT NULL,
     source         TEXT    NOT NULL,
     timestamp      REAL    NOT NULL,
-    verdict        TEXT    NOT NULL CHECK (verdict IN ('PASS', 'NG')),
+    verdict        TEXT    NOT NULL CHECK (verdict IN ('PASS', 'NG', 'ERROR')),
     reasons        TEXT    NOT NULL,  -- JSON list of strings
     n_defects      INTEGER NOT NULL,
     total_area_px  INTEGER NOT NULL,
@@ -36,8 +44,22 @@ CREATE TABLE IF NOT EXISTS inspections (
     rules          TEXT    NOT NULL,  -- JSON, as in the recipe's [rules] table
     timings        TEXT    NOT NULL,  -- JSON {stage: ms}
     image_path     TEXT,              -- relative to the archive dir; NULL = not archived
-    mask_path      TEXT
-);
+    mask_path      TEXT,              -- NULL for NG frames not archived and for ERROR frames
+    error          TEXT,              -- why the frame was not judged (verdict ERROR), else NULL
+    path           TEXT,              -- the frame's file when it came from one, else NULL
+    uid            TEXT               -- journal id of a row written from the journal, else NULL
+)"""
+
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS inspections_timestamp ON inspections(timestamp);
+CREATE INDEX IF NOT EXISTS inspections_verdict ON inspections(verdict);
+CREATE INDEX IF NOT EXISTS inspections_model ON inspections(model_id);
+CREATE UNIQUE INDEX IF NOT EXISTS inspections_uid ON inspections(uid) WHERE uid IS NOT NULL;
+CREATE INDEX IF NOT EXISTS defects_inspection ON defects(inspection_id);
+"""
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS inspections {_INSPECTIONS_BODY};
 CREATE TABLE IF NOT EXISTS defects (
     id            INTEGER PRIMARY KEY,
     inspection_id INTEGER NOT NULL REFERENCES inspections(id) ON DELETE CASCADE,
@@ -49,10 +71,28 @@ CREATE TABLE IF NOT EXISTS defects (
     mean_prob     REAL    NOT NULL,
     zone          TEXT
 );
-CREATE INDEX IF NOT EXISTS inspections_timestamp ON inspections(timestamp);
-CREATE INDEX IF NOT EXISTS inspections_verdict ON inspections(verdict);
-CREATE INDEX IF NOT EXISTS inspections_model ON inspections(model_id);
-CREATE INDEX IF NOT EXISTS defects_inspection ON defects(inspection_id);
+{_INDEXES}
+"""
+
+_V1_COLUMNS = (
+    "id, frame_id, source, timestamp, verdict, reasons, n_defects, total_area_px, model_id, "
+    "recipe_version, threshold, min_area_px, rules, timings, image_path, mask_path"
+)
+
+# v1 -> v2: the verdict CHECK gains 'ERROR' (SQLite cannot alter a CHECK, so the table is rebuilt
+# as https://sqlite.org/lang_altertable.html#otheralter describes) and error / path / uid are
+# added. Ids and the AUTOINCREMENT counter are kept, so archive names and ids stay unique.
+MIGRATE_V1_TO_V2 = f"""
+CREATE TABLE inspections_v2 {_INSPECTIONS_BODY};
+INSERT INTO inspections_v2 ({_V1_COLUMNS}) SELECT {_V1_COLUMNS} FROM inspections;
+UPDATE sqlite_sequence SET seq = MAX(seq, COALESCE(
+    (SELECT seq FROM sqlite_sequence WHERE name = 'inspections'), 0)) WHERE name = 'inspections_v2';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'inspections_v2', seq FROM sqlite_sequence
+    WHERE name = 'inspections'
+    AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'inspections_v2');
+DROP TABLE inspections;
+ALTER TABLE inspections_v2 RENAME TO inspections;
+{_INDEXES}
 """
 
 INSPECTION_COLUMNS = (
@@ -71,12 +111,15 @@ INSPECTION_COLUMNS = (
     "timings",
     "image_path",
     "mask_path",
+    "error",
+    "path",
 )
 DEFECT_COLUMNS = ("area_px", "area_mm2", "bbox", "centroid", "max_prob", "mean_prob", "zone")
+VERDICTS = ("PASS", "NG", "ERROR")
 
 INSERT_INSPECTION = (
-    f"INSERT INTO inspections ({', '.join(INSPECTION_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(INSPECTION_COLUMNS))})"
+    f"INSERT INTO inspections ({', '.join(INSPECTION_COLUMNS)}, uid) "
+    f"VALUES ({', '.join('?' * len(INSPECTION_COLUMNS))}, ?)"
 )
 INSERT_DEFECT = (
     f"INSERT INTO defects (inspection_id, {', '.join(DEFECT_COLUMNS)}) "
@@ -104,17 +147,46 @@ def size_class_sql() -> str:
 
 @dataclass(frozen=True)
 class PreparedRow:
-    """One result ready to insert; this (not the FrameResult with its images) is what waits in
-    the pending queue while the database is locked, so the queue stays small in memory."""
+    """One result ready to insert; this (not the FrameResult with its images) is what goes to the
+    journal while the database is unavailable. ``values`` follow :data:`INSPECTION_COLUMNS` and
+    hold Python str (converted by :func:`db_values` at insert time); ``uid`` is set once the row
+    has been journaled, so replaying it twice (crash between commit and journal truncation)
+    inserts it once."""
 
     values: tuple[Any, ...]
     defects: tuple[tuple[Any, ...], ...]
+    uid: str | None = None
+
+    def to_record(self, uid: str) -> dict[str, Any]:
+        """The journal line's JSON object (columns by name, so old journals stay readable)."""
+        return {
+            "uid": uid,
+            "row": dict(zip(INSPECTION_COLUMNS, self.values, strict=True)),
+            "defects": [dict(zip(DEFECT_COLUMNS, d, strict=True)) for d in self.defects],
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> PreparedRow:
+        """Inverse of :meth:`to_record`; a column missing from an older journal is NULL."""
+        row = record["row"]
+        defects = tuple(tuple(d.get(c) for c in DEFECT_COLUMNS) for d in record["defects"])
+        return cls(tuple(row.get(c) for c in INSPECTION_COLUMNS), defects, str(record["uid"]))
+
+
+def _file_path(result: FrameResult) -> str | None:
+    p = result.frame.metadata.get("path")
+    if p is None or p == "":
+        return None
+    return os.fspath(p) if isinstance(p, (str, os.PathLike)) else str(p)
 
 
 def prepare_row(
     result: FrameResult, recipe_version: int, image_path: str | None, mask_path: str | None
 ) -> PreparedRow:
     ins = result.inspection
+    error = ins.error if ins.verdict == "ERROR" else None
+    if ins.verdict == "ERROR" and not error:
+        error = "; ".join(ins.reasons) or "not judged"  # an ERROR row always says why
     values = (
         int(ins.frame_id),
         ins.source,
@@ -131,6 +203,8 @@ def prepare_row(
         json.dumps({k: float(v) for k, v in ins.timings_ms.items()}),
         image_path,
         mask_path,
+        error,
+        _file_path(result),
     )
     defects = tuple(
         (
@@ -147,12 +221,99 @@ def prepare_row(
     return PreparedRow(values, defects)
 
 
+def insert_rows(conn: sqlite3.Connection, rows: list[PreparedRow]) -> list[int | None]:
+    """Insert ``rows`` (with their defects) in one transaction on an autocommit connection.
+    A journaled row already in the table (its uid found: a replay after a crash between commit
+    and journal truncation) is skipped and gives None; the others give their new id."""
+    conn.execute("BEGIN IMMEDIATE")
+    ids: list[int | None] = []
+    try:
+        for row in rows:
+            if (
+                row.uid is not None
+                and conn.execute("SELECT 1 FROM inspections WHERE uid = ?", (row.uid,)).fetchone()
+            ):
+                ids.append(None)
+                continue
+            cur = conn.execute(INSERT_INSPECTION, (*db_values(row.values), row.uid))
+            row_id = int(cur.lastrowid or 0)
+            conn.executemany(INSERT_DEFECT, [(row_id, *db_values(d)) for d in row.defects])
+            ids.append(row_id)
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return ids
+
+
+def delete_oldest(conn: sqlite3.Connection, keep: int) -> tuple[int, list[str]]:
+    """Delete all but the newest ``keep`` inspections; returns (rows deleted, archive paths of
+    the deleted rows, relative)."""
+    # Ids are never reused (AUTOINCREMENT) and rows are only ever deleted oldest first, so
+    # "newest N rows" is "id > max(id) - N": two index lookups per add, where an
+    # ORDER BY ... OFFSET N would walk N index entries each time.
+    lo, hi = conn.execute("SELECT MIN(id), MAX(id) FROM inspections").fetchone()
+    if hi is None or lo > hi - keep:
+        return 0, []
+    cut = (hi - keep,)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        files = conn.execute(
+            "SELECT image_path, mask_path FROM inspections WHERE id <= ? "
+            "AND (image_path IS NOT NULL OR mask_path IS NOT NULL)",
+            cut,
+        ).fetchall()
+        conn.execute("DELETE FROM defects WHERE inspection_id <= ?", cut)
+        n = conn.execute("DELETE FROM inspections WHERE id <= ?", cut).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return n, [from_db_text(p) for pair in files for p in pair if p]
+
+
+def to_db_text(text: str) -> str | bytes:
+    """``text`` as SQLite can hold it losslessly: itself when it is valid UTF-8, else (a file
+    name with undecodable bytes, decoded by Python with surrogate escapes) the raw bytes as a
+    BLOB. :func:`from_db_text` gives back the identical str."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+        if raw.decode("utf-8", "surrogateescape") == text:
+            return raw
+    except UnicodeError:
+        pass
+    # Lone surrogates no file system produces: keep a readable, escaped form (not reversible).
+    log.warning("results store: text %r is not representable; stored escaped", text)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def from_db_text(value: Any) -> Any:
+    """Inverse of :func:`to_db_text` (other values pass through)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
+
+def db_values(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(to_db_text(v) if isinstance(v, str) else v for v in values)
+
+
 @dataclass(frozen=True)
 class StoredInspection:
     """One row of the ``inspections`` table with its defects.
 
     ``rules`` is the JSON of the rules that judged it (recipe ``[rules]`` layout);
-    ``image_path`` / ``mask_path`` are absolute (None when the frame was not archived).
+    ``image_path`` / ``mask_path`` are absolute (None when the frame was not archived; an ERROR
+    frame is archived as image only). ``error`` is the reason of an ERROR verdict; ``path`` the
+    frame's file when it came from one. Text is exactly what was stored, non-UTF-8 file names
+    included (str with surrogate escapes).
     """
 
     id: int
@@ -172,6 +333,8 @@ class StoredInspection:
     image_path: Path | None = None
     mask_path: Path | None = None
     defects: tuple[Defect, ...] = ()
+    error: str | None = None
+    path: str | None = None
 
 
 def defect_from_row(row: tuple[Any, ...]) -> Defect:
@@ -183,7 +346,7 @@ def defect_from_row(row: tuple[Any, ...]) -> Defect:
         max_prob=float(max_prob),
         mean_prob=float(mean_prob),
         area_mm2=area_mm2,
-        zone=zone,
+        zone=from_db_text(zone),
     )
 
 
@@ -191,25 +354,27 @@ def stored_from_row(
     row: tuple[Any, ...], defects: tuple[Defect, ...], archive_dir: Path
 ) -> StoredInspection:
     (rid, frame_id, source, ts, verdict, reasons, n, total, model_id, rv, thr, min_area,
-     rules, timings, image_path, mask_path) = row  # fmt: skip
+     rules, timings, image_path, mask_path, error, path) = row  # fmt: skip
     return StoredInspection(
         id=int(rid),
         frame_id=int(frame_id),
-        source=source,
+        source=from_db_text(source),
         timestamp=float(ts),
         verdict=verdict,
         reasons=tuple(json.loads(reasons)),
         n_defects=int(n),
         total_area_px=int(total),
-        model_id=model_id,
+        model_id=from_db_text(model_id),
         recipe_version=int(rv),
         threshold=float(thr),
         min_area_px=int(min_area),
         rules=json.loads(rules),
         timings_ms=json.loads(timings),
-        image_path=None if image_path is None else archive_dir / image_path,
-        mask_path=None if mask_path is None else archive_dir / mask_path,
+        image_path=None if image_path is None else archive_dir / from_db_text(image_path),
+        mask_path=None if mask_path is None else archive_dir / from_db_text(mask_path),
         defects=defects,
+        error=from_db_text(error),
+        path=from_db_text(path),
     )
 
 
@@ -224,8 +389,8 @@ def where_clause(
     terms: list[str] = []
     params: list[Any] = []
     if verdict is not None:
-        if verdict not in ("PASS", "NG"):
-            raise ValueError(f"verdict filter must be 'PASS' or 'NG', not {verdict!r}")
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict filter must be 'PASS', 'NG' or 'ERROR', not {verdict!r}")
         terms.append("verdict = ?")
         params.append(verdict)
     if since is not None:
@@ -236,15 +401,34 @@ def where_clause(
         params.append(float(until))
     if model_id is not None:
         terms.append("model_id = ?")
-        params.append(model_id)
+        params.append(to_db_text(model_id))
     return (" WHERE " + " AND ".join(terms) if terms else ""), params
 
 
 CSV_COLUMNS = (
     "id", "time", "timestamp", "frame_id", "source", "verdict", "reasons", "n_defects",
     "total_area_px", "model_id", "recipe_version", "threshold", "min_area_px",
-    "image_path", "mask_path",
+    "image_path", "mask_path", "error", "path",
 )  # fmt: skip
+
+
+def csv_safe(value: object) -> str:
+    """A cell the UTF-8 CSV can hold: undecodable file-name bytes shown as ``\\xff``."""
+    text = "" if value is None else str(value)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape" if _escapable(text) else "backslashreplace")
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def _escapable(text: str) -> bool:
+    try:
+        text.encode("utf-8", "surrogateescape")
+        return True
+    except UnicodeError:
+        return False
 
 
 def csv_text(rows: list[StoredInspection]) -> str:
@@ -253,10 +437,10 @@ def csv_text(rows: list[StoredInspection]) -> str:
     writer = csv.writer(buf)
     writer.writerow(CSV_COLUMNS)
     for r in rows:
-        writer.writerow([
+        writer.writerow([csv_safe(v) for v in (
             r.id, time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(r.timestamp)),
             f"{r.timestamp:.3f}", r.frame_id, r.source, r.verdict, "; ".join(r.reasons),
             r.n_defects, r.total_area_px, r.model_id, r.recipe_version, r.threshold,
-            r.min_area_px, r.image_path or "", r.mask_path or "",
-        ])  # fmt: skip
+            r.min_area_px, r.image_path or "", r.mask_path or "", r.error, r.path,
+        )])  # fmt: skip
     return buf.getvalue()

@@ -34,6 +34,26 @@ class Frame:
         img.flags.writeable = False
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
 
+    @classmethod
+    def unreadable(
+        cls, frame_id: int, timestamp: float, source: str, reason: str, metadata: dict[str, Any]
+    ) -> Frame:
+        """A frame that was acquired but could not be read: it ends as an ERROR verdict.
+
+        Its image is empty (0 x 0) so it still travels the pipeline in order and is counted.
+        """
+        return cls(
+            image=np.zeros((0, 0), np.uint8),
+            frame_id=frame_id,
+            timestamp=timestamp,
+            source=source,
+            metadata={**metadata, "error": reason},
+        )
+
+    @property
+    def readable(self) -> bool:
+        return self.image.size > 0 and "error" not in self.metadata
+
     @property
     def height(self) -> int:
         return int(self.image.shape[0])

@@ -8,7 +8,18 @@ inference, no frame is dropped, files are read as fast as inference allows (the 
 is ignored) and the folder is read once (the recipe's ``loop`` applies only together with
 ``--limit``, which ends the run). So the same folder always gives the same lines and summary.
 Live sources (GenICam, a USB camera) run as the recipe says (free-run drops or triggered) until
-``--limit`` frames or Ctrl-C.
+``--limit`` results or a signal.
+
+SIGINT and SIGTERM stop the run cleanly: acquisition stops, queued frames are judged, every
+result is written (or journaled), the summary line is printed. Exit codes (also in docs/cli.md):
+
+== =======================================================================================
+0  the run ended normally (source exhausted or ``--limit`` reached) and nothing was lost
+2  unusable configuration: bad recipe, missing or refused model, bad source, bad database
+3  results were lost (neither stored nor journaled); the summary says how many
+4  the station stopped in FAULT (model faults, camera lost, recipe does not fit the frames)
+130, 143  stopped by SIGINT / SIGTERM (128 + signal number), after a clean stop
+== =======================================================================================
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -23,6 +35,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from app.station._signals import SignalStopper
 from app.station.inspection import FrameResult
 from app.station.recipe import Recipe, RecipeError, demo_recipe_path, load_recipe
 from app.station.session import InspectionSession
@@ -36,6 +49,8 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_CONFIG = 2  # unusable configuration: bad recipe, missing model, bad source spec, bad DB
+EXIT_LOST = 3  # results neither stored nor journaled
+EXIT_FAULT = 4  # the station stopped in FAULT
 PROGRESS_EVERY_S = 2.0
 
 
@@ -55,9 +70,14 @@ def result_record(result: FrameResult) -> dict[str, Any]:
         "reasons": list(insp.reasons),
         "model": insp.model_id,
     }
+    if insp.verdict == "ERROR":
+        record["error"] = insp.error or "not judged"
     path = result.frame.metadata.get("path")
     if path is not None:
-        record["path"] = str(path)
+        record["path"] = str(path)  # a non-UTF-8 name stays lossless: json escapes it (\udcxx)
+    for key in ("part_id", "late", "result_id"):
+        if key in result.extra:
+            record[key] = result.extra[key]
     if result.dropped_before:
         record["dropped_before"] = result.dropped_before
     return record
@@ -184,62 +204,101 @@ def run_headless(
         recipe.model.name,
         "every frame, no drops" if offline else recipe.source.mode,
     )
+    stopper = SignalStopper()
+    outputs = None
     t0 = time.monotonic()
     try:
-        try:
-            session.start(limit=limit, backpressure=offline)
-        except SourceError as exc:
-            log.error("cannot run: %s", exc)
-            return EXIT_CONFIG
-        _wait(session, reader_gone)
-        session.stop()
+        with stopper:
+            try:
+                outputs = start_outputs(recipe, settings, session)
+                session.start(limit=limit, backpressure=offline)
+            except (SourceError, ConfigError) as exc:
+                log.error("cannot run: %s", exc)
+                return EXIT_CONFIG
+            # A GenTL producer may take over SIGINT when the device opens: take it back.
+            stopper.install()
+            _wait(session, reader_gone, stopper)
+            session.stop()
         elapsed = time.monotonic() - t0
-        st = session.stats()
     finally:
-        session.close()
+        if outputs is not None:
+            outputs.close()
+        session.close()  # flushes the store: journaled rows count as kept, not lost
+    st = session.stats()
     write(json.dumps(summary_record(st, elapsed, recipe.version)))
     if reader_gone.is_set():
         _silence_stdout()
     log.info(
-        "done: %d judged, %d pass, %d NG, %d skipped, %d dropped in %.1f s",
-        st.judged, st.passed, st.ng, st.skipped, st.dropped, elapsed,
+        "done: %d acquired, %d pass, %d NG, %d error, %d dropped; %d stored, %d journaled, "
+        "%d lost in %.1f s",
+        st.acquired, st.passed, st.ng, st.errors, st.dropped, st.stored, st.journaled, st.lost,
+        elapsed,
     )  # fmt: skip
+    if st.lost:
+        log.error("%d result(s) were lost (not stored, not journaled)", st.lost)
+        return EXIT_LOST
+    if st.fault:
+        log.error("stopped in FAULT: %s", st.fault)
+        return EXIT_FAULT
+    if stopper.signum is not None:
+        return 128 + stopper.signum
     return EXIT_OK
 
 
+def start_outputs(recipe: Recipe, settings: Settings, session: InspectionSession) -> Any:
+    """The recipe's PLC outputs (OPC UA, MQTT, Modbus), started; None when it has none."""
+    if not recipe.outputs:
+        return None
+    from app.station.outputs import OutputHub
+
+    hub = OutputHub.from_recipe(recipe, settings, session)
+    if hub is not None:
+        hub.start()
+    return hub
+
+
 def summary_record(st: SessionStats, elapsed_s: float, recipe_version: int) -> dict[str, Any]:
-    """The last JSON line; ``fps`` is judged frames per second of wall time over the run."""
+    """The last JSON line; ``fps`` is judged frames per second of wall time over the run.
+
+    ``acquired == pass + ng + error + dropped``; ``stored + journaled + lost`` is every result.
+    """
     return {
         "summary": True,
+        "acquired": st.acquired,
         "judged": st.judged,
         "pass": st.passed,
         "ng": st.ng,
-        "skipped": st.skipped,
+        "error": st.errors,
         "dropped": st.dropped,
+        "skipped": st.skipped,
+        "stored": st.stored,
+        "journaled": st.journaled,
+        "lost": st.lost,
+        "fault": st.fault,
         "fps": round(st.judged / elapsed_s, 3) if elapsed_s > 0 else 0.0,
         "elapsed_s": round(elapsed_s, 3),
-        "store_failures": st.store_failures,
         "model": st.model_id,
         "recipe_version": recipe_version,
     }
 
 
-def _wait(session: InspectionSession, reader_gone: threading.Event) -> None:
-    """Until the run ends, Ctrl-C or the reader of stdout goes away; progress on stderr."""
+def _wait(session: InspectionSession, reader_gone: threading.Event, stopper: SignalStopper) -> None:
+    """Until the run ends, a signal or the reader of stdout goes away; progress on stderr."""
     next_progress = time.monotonic() + PROGRESS_EVERY_S
-    try:
-        while not session.wait(0.2):
-            if reader_gone.is_set():
-                log.info("stdout was closed; stopping")
-                return
-            if time.monotonic() >= next_progress:
-                next_progress += PROGRESS_EVERY_S
-                st = session.stats()
-                log.info(
-                    "judged %d (pass %d, NG %d) at %.1f fps", st.judged, st.passed, st.ng, st.fps
-                )
-    except KeyboardInterrupt:
-        log.info("interrupted; stopping")
+    while not session.wait(0.1):
+        if stopper.signum is not None:
+            log.info("%s received; stopping", signal.Signals(stopper.signum).name)
+            return
+        if reader_gone.is_set():
+            log.info("stdout was closed; stopping")
+            return
+        if time.monotonic() >= next_progress:
+            next_progress += PROGRESS_EVERY_S
+            st = session.stats()
+            log.info(
+                "judged %d (pass %d, NG %d, error %d) at %.1f fps",
+                st.judged, st.passed, st.ng, st.errors, st.fps,
+            )  # fmt: skip
 
 
 def _silence_stdout() -> None:

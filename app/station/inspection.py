@@ -10,7 +10,8 @@ from numpy.typing import NDArray
 
 from app.station.frame import Frame
 
-Verdict = Literal["PASS", "NG"]
+# ERROR = the frame could not be judged (unreadable, model fault, judge failure); never a pass.
+Verdict = Literal["PASS", "NG", "ERROR"]
 ZoneKind = Literal["include", "exclude", "critical"]
 
 
@@ -62,6 +63,7 @@ class Inspection:
     rules: Rules
     model_id: str
     timings_ms: dict[str, float] = field(default_factory=dict)  # acquire, queue, infer, judge
+    error: str | None = None  # why the frame was not judged (verdict ERROR); also in ``reasons``
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,35 @@ class FrameResult:
     """A judged frame with the probability map kept, so new rules can re-judge it at once."""
 
     frame: Frame
-    prob: NDArray[np.float32]  # H x W, same size as frame.image, read-only
+    # H x W, same size as frame.image, read-only; None when there is no usable map (ERROR)
+    prob: NDArray[np.float32] | None
     inspection: Inspection
     dropped_before: int = 0  # frames dropped between the previous result and this one
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. part_id of a triggered job
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.inspection.verdict
+
+
+def error_inspection(
+    frame: Frame,
+    reason: str,
+    *,
+    rules: Rules,
+    model_id: str = "",
+    timings_ms: dict[str, float] | None = None,
+) -> Inspection:
+    """The ERROR verdict for a frame that could not be judged, with the reason."""
+    return Inspection(
+        frame_id=frame.frame_id,
+        source=frame.source,
+        timestamp=frame.timestamp,
+        verdict="ERROR",
+        reasons=(reason,),
+        defects=(),
+        rules=rules,
+        model_id=model_id,
+        timings_ms=dict(timings_ms or {}),
+        error=reason,
+    )

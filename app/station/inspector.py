@@ -60,9 +60,13 @@ def _threshold(p: NDArray[np.float32], threshold: float) -> NDArray[np.uint8]:
 
 
 def _blobs(p: NDArray[np.float32], mask: NDArray[np.uint8]) -> _Blobs:
-    n, labels, stats, centroids = cv2.connectedComponentsWithStats(
+    n, cv_labels, cv_stats, cv_centroids = cv2.connectedComponentsWithStats(
         mask, connectivity=8, ltype=cv2.CV_32S
     )
+    # Already these dtypes (no copy); asarray gives numpy's types to OpenCV's untyped results.
+    labels = np.asarray(cv_labels, dtype=np.int32)
+    stats = np.asarray(cv_stats, dtype=np.int32)
+    centroids = np.asarray(cv_centroids, dtype=np.float64)
     on = labels > 0
     lab = labels[on]
     # Only pixels >= threshold are in a blob, so no NaN here; +inf would be, so clip to [0, 1].

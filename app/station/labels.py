@@ -152,9 +152,10 @@ def save_label(
 
 def _read_mask(path: Path) -> NDArray[np.uint8] | None:
     try:
-        return cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_GRAYSCALE)
+        mask = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_GRAYSCALE)
     except (OSError, cv2.error):
         return None
+    return None if mask is None else np.asarray(mask, np.uint8)
 
 
 def dataset_summary(dataset_dir: str | os.PathLike[str]) -> tuple[int, int, int]:

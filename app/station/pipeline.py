@@ -15,6 +15,14 @@ Two queue policies:
 
 ``sync=True`` runs both stages in the caller's thread inside ``start()`` so tests are
 deterministic (napari's ``force_sync`` idea).
+
+Fail-safe accounting: every frame taken from the source ends as exactly one result — PASS, NG or
+ERROR (not judged: unreadable, model fault such as a NaN map, judge failure, station in FAULT) —
+or as a counted drop, so ``produced == judged + errors + dropped`` once the pipeline has finished.
+``max_model_faults`` model faults in a row, a source that fails for good, or a recipe that does
+not fit the first frame put the pipeline into FAULT: acquisition stops, what is queued is answered
+ERROR, and ``fault`` says why. ``stop()`` stops acquiring and lets the worker finish what is
+queued (bounded by ``timeout``), so a clean stop loses no verdict.
 """
 
 from __future__ import annotations
@@ -24,18 +32,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from app.station._frame_queue import FrameQueue, Queued
+from app.station._health import (
+    DEFAULT_DROP_ALARM_PCT,
+    DEFAULT_MAX_MODEL_FAULTS,
+    DropMonitor,
+    ModelHealth,
+)
+from app.station._judging import JudgingMixin
 from app.station.frame import Frame
-from app.station.inspection import FrameResult, Inspection
+from app.station.inspection import FrameResult, Inspection, Rules
 from app.station.sources.base import Source, SourceError
 from app.station.stats import LatencyWindow, PipelineStats, RateMeter
-from engines.predict import predict_maps
 from engines.protocol import Engine
 
 log = logging.getLogger(__name__)
@@ -43,13 +56,15 @@ log = logging.getLogger(__name__)
 Mode = Literal["free-run", "triggered"]
 JudgeFn = Callable[[Frame, NDArray[np.float32]], Inspection]
 Sink = Callable[[FrameResult], None]
+FirstFrameCheck = Callable[[Frame], "str | None"]  # a reason the recipe cannot judge these frames
 
 DEFAULT_QUEUE_SIZE: dict[str, int] = {"free-run": 1, "triggered": 32}
 ACQUIRER_JOIN_S = 5.0  # a camera fetch times out well within this
 ALARM_HOLD_S = 2.0  # how long "line too fast" stays visible after the queue was last full
+DROP_ALARM_HOLD_S = 5.0  # how long the free-run drop-rate alarm stays visible
 
 
-class Pipeline:
+class Pipeline(JudgingMixin):
     """Runs frames from a source through an engine and a judge into sinks.
 
     Parameters
@@ -73,7 +88,8 @@ class Pipeline:
     sync : bool
         Run acquisition and inference in the caller's thread inside ``start()``.
     limit : int, optional
-        Stop acquiring after this many frames (the CLI's ``--limit``).
+        Stop after this many results (PASS + NG + ERROR; the CLI's ``--limit``). Frames dropped
+        in free-run do not count towards it.
     alarm_when_full : bool
         Raise "line too fast" when the triggered queue fills. False for offline sources (a
         folder read as fast as inference allows), where a full queue is plain backpressure.
@@ -83,6 +99,17 @@ class Pipeline:
     on_finished : callable, optional
         Called once on the worker thread when the pipeline has finished (source exhausted,
         source error or stop).
+    on_fault : callable, optional
+        Called once with the reason when the pipeline enters FAULT.
+    rules_fn : callable, optional
+        The rules in force, recorded on ERROR results (they were not applied).
+    first_frame_check : callable, optional
+        ``check(frame) -> reason | None`` on the first readable frame: a reason faults the run
+        before anything is judged (a recipe whose zones miss the frame, ...).
+    max_model_faults : int
+        Consecutive model faults (inference error, non-finite or out-of-range map) before FAULT.
+    drop_alarm_pct : float
+        Free-run only: an alarm when more than this share of acquired frames is dropped.
     """
 
     def __init__(
@@ -101,6 +128,11 @@ class Pipeline:
         on_error: Callable[[str], None] | None = None,
         on_alarm: Callable[[str], None] | None = None,
         on_finished: Callable[[], None] | None = None,
+        on_fault: Callable[[str], None] | None = None,
+        rules_fn: Callable[[], Rules] | None = None,
+        first_frame_check: FirstFrameCheck | None = None,
+        max_model_faults: int = DEFAULT_MAX_MODEL_FAULTS,
+        drop_alarm_pct: float = DEFAULT_DROP_ALARM_PCT,
     ) -> None:
         if mode is None:
             mode = "triggered" if getattr(source, "triggered", False) else "free-run"
@@ -120,6 +152,13 @@ class Pipeline:
         self._on_error = on_error
         self._on_alarm = on_alarm
         self._on_finished = on_finished
+        self._on_fault = on_fault
+        self._rules_fn = rules_fn
+        self._check_first = first_frame_check
+        self._health = ModelHealth(max_model_faults)
+        self._drop_monitor = DropMonitor(drop_alarm_pct)
+        self._fault: str | None = None
+        self._stop_acquiring = threading.Event()  # acquisition ends; the worker drains the queue
         self._queue = FrameQueue(
             queue_size or DEFAULT_QUEUE_SIZE[mode], drop_oldest=(mode == "free-run")
         )
@@ -132,10 +171,12 @@ class Pipeline:
         # Held by whoever is running a batch: lets a caller wait until an engine is idle.
         self._batch_lock = threading.Lock()
         self._lock = threading.Lock()  # counters below
-        self._produced = self._judged = self._failed = 0
+        self._produced = self._judged = self._errors = self._judge_errors = 0
         self._engine_errors = self._sink_errors = self._batches = self._batched_frames = 0
         self._alarms = 0
         self._last_full = float("-inf")
+        self._drop_alarm: str | None = None
+        self._last_drop_alarm = float("-inf")
         self._carry_drops = 0  # drops not yet reported because their batch produced no result
         self._rate = RateMeter()
         self._latency = LatencyWindow()
@@ -159,12 +200,13 @@ class Pipeline:
             t.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
-        """Stop acquisition, close the source and join the threads. Idempotent.
+        """Stop acquisition, close the source, judge what is queued and join. Idempotent.
 
-        Frames still queued are discarded and counted as dropped. Returns False if a thread did
-        not end within ``timeout`` seconds (it is a daemon thread and is logged).
+        The worker finishes the frames already queued (a few at most), so a clean stop loses no
+        verdict; what is still queued after ``timeout`` is discarded and counted as dropped.
+        Returns False if a thread did not end within ``timeout`` seconds (daemon; logged).
         """
-        self._stop.set()
+        self._stop_acquiring.set()
         self._close_source()
         self._queue.close()
         joined = True
@@ -174,9 +216,11 @@ class Pipeline:
                 continue
             t.join(max(0.0, deadline - time.monotonic()))
             if t.is_alive():
+                self._stop.set()  # past the deadline: the worker discards the rest
                 joined = False
                 log.warning("pipeline thread %s did not stop within %.1f s", t.name, timeout)
-        self._queue.discard()  # normally empty already (the worker discards before finishing)
+        self._stop.set()
+        self._queue.discard()  # normally empty already (the worker drains before finishing)
         if not self._started:
             self._finish()  # never started: nothing else will mark it finished
         return joined
@@ -188,6 +232,11 @@ class Pipeline:
     @property
     def running(self) -> bool:
         return self._started and not self._finished.is_set()
+
+    @property
+    def fault(self) -> str | None:
+        """Why the pipeline entered FAULT (model faults, source lost, recipe misfit), or None."""
+        return self._fault
 
     def swap_engine(self, engine: Engine) -> Engine:
         """Use ``engine`` from the next batch on; returns the engine it replaces.
@@ -223,25 +272,32 @@ class Pipeline:
         mean, p95 = self._latency.summary()
         source_skipped = int(getattr(getattr(self.source, "stats", None), "skipped", 0))
         with self._lock:
+            alarm = self._alarm_text() if self._alarm_active() else None
+            if alarm is None and time.monotonic() - self._last_drop_alarm < DROP_ALARM_HOLD_S:
+                alarm = self._drop_alarm
             return PipelineStats(
                 fps=round(self._rate.rate(), 3),
                 latency_ms=mean,
                 latency_p95_ms=p95,
                 produced=self._produced,
                 judged=self._judged,
+                errors=self._errors,
                 dropped=self._queue.dropped,
-                skipped=source_skipped + self._failed,
-                failed=self._failed,
+                skipped=source_skipped,
+                failed=self._errors,
                 engine_errors=self._engine_errors,
+                model_faults=self._health.total,
                 sink_errors=self._sink_errors,
                 batches=self._batches,
                 mean_batch=round(self._batched_frames / self._batches, 3) if self._batches else 0.0,
                 queue_depth=len(self._queue),
                 queue_size=self._queue.maxsize,
                 mode=self.mode,
-                alarm=self._alarm_text() if self._alarm_active() else None,
+                alarm=alarm,
                 alarms=self._alarms,
                 running=self.running,
+                fault=self._fault,
+                drop_pct=round(self._drop_monitor.last_pct, 1),
             )
 
     def _alarm_text(self) -> str:
@@ -271,10 +327,9 @@ class Pipeline:
     # -- the two stages ----------------------------------------------------------------------
 
     def _frames(self) -> Iterator[tuple[Frame, float]]:
-        """Source frames with the time spent getting each, up to ``limit``."""
+        """Source frames with the time spent getting each, until ``limit`` results are due."""
         frames = self.source.frames()
         try:
-            count = 0
             t = time.perf_counter()
             for frame in frames:
                 # A source that paces itself (folder at N fps) reports its own read time, so the
@@ -282,19 +337,26 @@ class Pipeline:
                 acquire_ms = float(
                     frame.metadata.get("read_ms", (time.perf_counter() - t) * 1000.0)
                 )
-                if self._stop.is_set():
+                if self._stop.is_set() or self._stop_acquiring.is_set():
                     return
                 with self._lock:
                     self._produced += 1
                 yield frame, acquire_ms
-                count += 1
-                if self.limit is not None and count >= self.limit:
+                if self._limit_reached():
                     return
                 t = time.perf_counter()
         finally:
             close = getattr(frames, "close", None)
             if close is not None:  # end the source's generator now, not at garbage collection
                 close()
+
+    def _limit_reached(self) -> bool:
+        # Frames that will get a result = acquired - dropped (a free-run drop happens only when a
+        # frame is put, so once this reaches the limit no later drop can take one away).
+        if self.limit is None:
+            return False
+        with self._lock:
+            return self._produced - self._queue.dropped >= self.limit
 
     def _acquire_loop(self) -> None:
         try:
@@ -303,10 +365,27 @@ class Pipeline:
                     item = Queued(frame, time.perf_counter(), acquire_ms)
                     if not self._queue.put(item, self._stop, self._raise_alarm):
                         break
+                    if self.mode == "free-run":
+                        self._check_drops()
         except Exception as exc:  # noqa: BLE001 - any source failure ends the run the same way
             self._source_failed(exc)
         finally:
             self._queue.close()  # the worker drains what is queued, then finishes
+
+    def _check_drops(self) -> None:
+        with self._lock:
+            produced = self._produced
+        message = self._drop_monitor.check(produced, self._queue.dropped)
+        if message is None:
+            return
+        with self._lock:
+            new = time.monotonic() - self._last_drop_alarm >= DROP_ALARM_HOLD_S
+            self._drop_alarm, self._last_drop_alarm = message, time.monotonic()
+            if new:
+                self._alarms += 1
+        if new:
+            log.warning("%s: %s", self.source.name, message)
+            self._call(self._on_alarm, message)
 
     def _infer_loop(self) -> None:
         try:
@@ -358,79 +437,7 @@ class Pipeline:
             log.exception("%s", message)
         self.error = message
         self._call(self._on_error, message)
-
-    def _process(self, batch: list[Queued], drops: int) -> list[FrameResult]:
-        with self._batch_lock:
-            engine = self._engine  # read once: a swap lands between batches
-            t_taken = time.perf_counter()
-            with self._lock:
-                drops += self._carry_drops
-                self._carry_drops = 0
-                self._batches += 1
-                self._batched_frames += len(batch)
-            try:
-                probs = predict_maps(engine, [q.frame.image for q in batch])
-            except Exception as exc:  # noqa: BLE001 - one bad batch must not end the run
-                with self._lock:
-                    self._engine_errors += 1
-                    self._failed += len(batch)
-                    self._carry_drops += drops
-                message = f"inference failed on {len(batch)} frame(s), skipped: {exc}"
-                log.exception("%s", message)
-                self._call(self._on_error, message)
-                return []
-            infer_ms = (time.perf_counter() - t_taken) * 1000.0
-            model_id = engine.card.model_id or engine.card.name
-            results = []
-            for q, prob in zip(batch, probs, strict=True):
-                result = self._judge_one(q, prob, t_taken, infer_ms, model_id, drops)
-                if result is not None:
-                    drops = 0
-                    results.append(result)
-            if drops:
-                with self._lock:
-                    self._carry_drops += drops
-        for result in results:
-            self._deliver(result)
-        return results
-
-    def _judge_one(
-        self,
-        q: Queued,
-        prob: NDArray[np.float32],
-        t_taken: float,
-        infer_ms: float,
-        model_id: str,
-        drops: int,
-    ) -> FrameResult | None:
-        prob = np.asarray(prob, dtype=np.float32)
-        prob.flags.writeable = False  # kept for re-judging and shared across threads
-        t0 = time.perf_counter()
-        try:
-            inspection = self._judge(q.frame, prob)
-        except Exception as exc:  # noqa: BLE001
-            with self._lock:
-                self._failed += 1
-            message = f"judging frame {q.frame.frame_id} failed, skipped: {exc}"
-            log.exception("%s", message)
-            self._call(self._on_error, message)
-            return None
-        judge_ms = (time.perf_counter() - t0) * 1000.0
-        timings = {
-            "acquire": q.acquire_ms,
-            "queue": (t_taken - q.t_put) * 1000.0,
-            "infer": infer_ms,
-            "judge": judge_ms,
-        }
-        timings["total"] = sum(timings.values())
-        timings = {k: round(v, 3) for k, v in timings.items()}
-        extra = {k: v for k, v in inspection.timings_ms.items() if k not in timings}
-        inspection = replace(inspection, model_id=model_id, timings_ms={**timings, **extra})
-        self._latency.add(timings)
-        self._rate.add()
-        with self._lock:
-            self._judged += 1
-        return FrameResult(frame=q.frame, prob=prob, inspection=inspection, dropped_before=drops)
+        self._trip(message)
 
     def _deliver(self, result: FrameResult) -> None:
         for sink in self._sinks:

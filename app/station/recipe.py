@@ -23,8 +23,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import tomli_w
-
 try:
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10 is not supported, but be clear
@@ -34,10 +32,12 @@ from app.station._atomic import atomic_write_text
 from app.station._recipe_schema import (
     RecipeError,
     check_dict,
+    outputs_from_dict,
     rules_from_dict,
     rules_to_dict,
     take,
 )
+from app.station._toml_layout import dumps_keeping_layout
 from app.station.inspection import Rules
 
 __all__ = [
@@ -78,6 +78,11 @@ class SourceSettings:
     fps: float = 0.0
     loop: bool = False
     mode: SourceMode = "free-run"
+    # free-run cameras: alarm when more than this share of acquired frames is not inspected
+    drop_alarm_pct: float = 5.0
+    # significant bits of the pixels (12-bit camera data in 16-bit words: 12, scaled by 4095);
+    # None = the container's depth (uint8: 8, uint16: 16)
+    bit_depth: int | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,11 @@ class Recipe:
     dataset_dir: Path = Path("datasets/default")
     archive_ng: bool = True
     retention_rows: int | None = None
+    autostart: bool = False  # the GUI starts the line as soon as the window is up
+    ng_hold_s: float = 2.0  # the Run screen holds an NG verdict this long (or until acknowledged)
+    max_model_faults: int = 5  # consecutive model faults (NaN map, inference error) before FAULT
+    # [outputs] as validated by outputs_from_dict: {"opcua": {...}, "job_deadline_ms": 500, ...}
+    outputs: dict[str, Any] = field(default_factory=dict, hash=False)
     path: Path | None = field(default=None, compare=False)
 
     def dataset_path(self, data_dir: str | os.PathLike[str]) -> Path:
@@ -160,12 +170,21 @@ def _spec_paths(spec: str, fn: Callable[[str], str]) -> str:
 
 
 def _source_from(data: Any, where: str) -> SourceSettings:
-    d = check_dict(data, where, {"spec", "fps", "loop", "mode"})
+    d = check_dict(data, where, {"spec", "fps", "loop", "mode", "drop_alarm_pct", "bit_depth"})
     spec = take(d, "spec", str, where, default="")
     fps = take(d, "fps", float, where, default=0.0, check=(lambda v: v >= 0, ">= 0"))
     loop = take(d, "loop", bool, where, default=False)
     mode = take(d, "mode", str, where, default="free-run", choices=("free-run", "triggered"))
-    return SourceSettings(spec=spec, fps=fps, loop=loop, mode=mode)
+    drop_pct = take(
+        d, "drop_alarm_pct", float, where, default=5.0, check=(lambda v: 0 <= v <= 100, "0..100")
+    )
+    depths = (8, 10, 12, 14, 16)
+    bit_depth = take(
+        d, "bit_depth", int, where, check=(lambda v: v in depths, "one of 8, 10, 12, 14, 16")
+    )
+    return SourceSettings(
+        spec=spec, fps=fps, loop=loop, mode=mode, drop_alarm_pct=drop_pct, bit_depth=bit_depth
+    )
 
 
 def _camera_from(data: Any, where: str) -> CameraSettings:
@@ -215,6 +234,10 @@ _TOP_KEYS = {
     "dataset_dir",
     "archive_ng",
     "retention_rows",
+    "outputs",
+    "autostart",
+    "ng_hold_s",
+    "max_model_faults",
 }
 
 
@@ -245,6 +268,10 @@ def recipe_from_dict(data: dict[str, Any], *, base_dir: Path, origin: str = "<re
         ),
         archive_ng=take(d, "archive_ng", bool, where, default=True),
         retention_rows=take(d, "retention_rows", int, where, check=positive),
+        outputs=outputs_from_dict(d.get("outputs", {}), f"{where}: [outputs]"),
+        autostart=take(d, "autostart", bool, where, default=False),
+        ng_hold_s=take(d, "ng_hold_s", float, where, default=2.0, check=(lambda v: v >= 0, ">= 0")),
+        max_model_faults=take(d, "max_model_faults", int, where, default=5, check=positive),
     )
 
 
@@ -257,6 +284,10 @@ def recipe_to_dict(recipe: Recipe, *, base_dir: Path) -> dict[str, Any]:
         "loop": recipe.source.loop,
         "mode": recipe.source.mode,
     }
+    if recipe.source.drop_alarm_pct != 5.0:
+        source["drop_alarm_pct"] = float(recipe.source.drop_alarm_pct)
+    if recipe.source.bit_depth is not None:
+        source["bit_depth"] = recipe.source.bit_depth
     cam = recipe.camera
     camera = {
         k: v
@@ -282,10 +313,20 @@ def recipe_to_dict(recipe: Recipe, *, base_dir: Path) -> dict[str, Any]:
         out["pixel_size_mm"] = float(recipe.pixel_size_mm)
     if recipe.retention_rows is not None:
         out["retention_rows"] = recipe.retention_rows
+    if recipe.autostart:
+        out["autostart"] = True
+    if recipe.ng_hold_s != 2.0:
+        out["ng_hold_s"] = float(recipe.ng_hold_s)
+    if recipe.max_model_faults != 5:
+        out["max_model_faults"] = recipe.max_model_faults
     out["rules"] = rules_to_dict(recipe.rules)
     out["source"] = source
     if camera:
         out["camera"] = camera
+    if recipe.outputs:
+        out["outputs"] = {
+            k: dict(v) if isinstance(v, dict) else v for k, v in recipe.outputs.items()
+        }
     return out
 
 
@@ -327,6 +368,7 @@ def save_recipe(recipe: Recipe, path: str | os.PathLike[str]) -> Recipe:
     """
     path = Path(path)
     saved = replace(recipe, version=recipe.version + 1, path=path)
-    text = tomli_w.dumps(recipe_to_dict(saved, base_dir=path.parent))
+    # over an existing file: its comments and layout are kept (tomlkit)
+    text = dumps_keeping_layout(recipe_to_dict(saved, base_dir=path.parent), path)
     atomic_write_text(path, text)
     return saved

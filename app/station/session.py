@@ -10,37 +10,41 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from app.station import recipe as recipe_io
+from app.station._session_model import ModelRecipeMixin, _close_quietly
 from app.station._session_parts import (
     Callback,
     EventHub,
     KeptResults,
     ModelSlots,
     Stepper,
+    check_recipe_against_frame,
     default_max_batch,
+    is_replay,
+    open_audit,
     source_options,
 )
+from app.station._session_rules import RulesAuditMixin
+from app.station.events import EventKind, EventLog, EventRecord
 from app.station.frame import Frame
-from app.station.inspection import FrameResult, Inspection, Rules
+from app.station.inspection import FrameResult, Inspection
 from app.station.inspector import judge
 from app.station.pipeline import Pipeline
-from app.station.recipe import Recipe, RecipeError
+from app.station.recipe import Recipe
 from app.station.settings import Settings
 from app.station.sources import open_source
 from app.station.sources.base import Source, SourceError
 from app.station.sources.spec import SourceOptions
 from app.station.stats import PipelineStats, SessionStats, Throttle
 from app.station.store import ResultsStore
-from engines import ModelCard, load_engine
-from engines.protocol import Engine
+from engines import load_engine
 
 __all__ = [
     "STATS_INTERVAL_S",
@@ -52,11 +56,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Event = Literal["result", "rejudged", "stats", "state", "model", "error", "alarm"]
+Event = Literal["result", "rejudged", "stats", "state", "model", "error", "alarm", "fault", "event"]
+State = Literal["stopped", "running", "fault"]
 STATS_INTERVAL_S = 0.25  # "stats" events at most ~4 times a second: the UI redraws no faster
 
 
-class InspectionSession:
+class InspectionSession(RulesAuditMixin, ModelRecipeMixin):
     """Source -> engine -> rules -> verdict -> store, with live rules and hot model swaps.
 
     Parameters
@@ -88,6 +93,13 @@ class InspectionSession:
         max_batch: int | None = None,
     ) -> None:
         self.settings = settings
+        # Before anything can fail or alarm: the log is where those go.
+        self._events = EventHub()
+        self.events = EventLog()
+        self.events.subscribe(lambda record: self._emit("event", record))
+        self._fault: str | None = None
+        self._part_ids: dict[int, str] = {}  # frame id -> part id of a single-step job
+        self._next_tags: deque[str] = deque()  # part ids for the next results while running
         self._recipe = recipe
         self._recipe_path = Path(recipe_path) if recipe_path is not None else recipe.path
         self._rules = recipe.rules
@@ -100,17 +112,20 @@ class InspectionSession:
                 settings.archive_dir,
                 retention_rows=recipe.retention_rows,
                 archive_ng=recipe.archive_ng,
+                min_free_mb=settings.min_free_mb,
+                archive_min_free_mb=settings.archive_min_free_mb,
+                on_alarm=lambda message: self._alarm(message, source="results store"),
             )
         except BaseException:
             engine.close()
             raise
+        self.audit = open_audit(settings.db_path, self._alarm)
         self._spec = recipe.source.spec
         self._missing_controls: dict[str, str] = {}
         self._options = source_options(recipe)
         self._lock = threading.RLock()  # session state; never held while calling subscribers
         self._step_lock = threading.RLock()  # one step at a time (the engine is not thread-safe)
         self._kept = KeptResults(settings.keep_last)
-        self._events = EventHub()
         self._pipeline: Pipeline | None = None
         self._stepper: Stepper | None = None  # single steps, while not running
         self._ended: list[PipelineStats] = []  # final stats of pipelines that have ended
@@ -132,6 +147,39 @@ class InspectionSession:
 
     def _emit(self, event: Event, payload: Any) -> None:
         self._events.emit(event, payload)
+
+    def log_event(
+        self, kind: EventKind, message: str, *, frame_id: int | None = None, file: str | None = None
+    ) -> EventRecord:
+        """Add to the event log (the GUI's Events workspace; emitted as ``"event"``)."""
+        return self.events.add(kind, message, frame_id=frame_id, file=file)
+
+    def _alarm(self, message: str, *, source: str = "") -> None:
+        self.log_event("alarm", f"{source}: {message}" if source else message)
+        self._emit("alarm", message)
+
+    def _error(self, message: str) -> None:
+        self.log_event("error", message)
+        self._emit("error", message)
+
+    def _on_fault(self, message: str) -> None:
+        with self._lock:
+            self._fault = message
+        self.log_event("fault", message)
+        self.audit_record("station.fault", role="system", user=None, detail={"reason": message})
+        self._emit("fault", message)
+
+    @property
+    def state(self) -> State:
+        """``"fault"`` once a run stopped on a fault (until the next start), else running/stopped."""
+        if self.running:
+            return "running"
+        return "fault" if self._fault is not None else "stopped"
+
+    @property
+    def fault(self) -> str | None:
+        """Why the last run stopped in FAULT (cleared by the next start), or None."""
+        return self._fault
 
     # -- control -----------------------------------------------------------------------------
 
@@ -191,6 +239,10 @@ class InspectionSession:
             if self.running:
                 return
             self._close_stepper()
+            # A folder or a video file is a replay: it waits for inference, never drops.
+            backpressure = backpressure or is_replay(self._spec)
+            with self._lock:
+                self._fault = None
             source = open_source(self._spec, settings=self._options)
             self._missing_controls = dict(getattr(source, "missing_controls", {}))
             pipeline = self._make_pipeline(source, limit=limit, backpressure=backpressure)
@@ -198,12 +250,16 @@ class InspectionSession:
                 self._pipeline = pipeline
             # Before start(): a short run may finish (and say "state" False) right away.
             self._emit("state", True)
+            self.log_event("state", f"started on {self._spec}")
+            self.audit_record("station.start", target=self._spec)
             pipeline.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the pipeline, close the source and join the threads (idempotent)."""
+        """Stop the pipeline, close the source, judge what is queued and join (idempotent)."""
         pipeline = self._pipeline
         if pipeline is not None:
+            if pipeline.running:
+                self.audit_record("station.stop", target=self._spec)
             pipeline.stop(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -211,10 +267,11 @@ class InspectionSession:
         pipeline = self._pipeline
         return True if pipeline is None else pipeline.wait(timeout)
 
-    def step(self) -> FrameResult | None:
+    def step(self, part_id: str | None = None) -> FrameResult | None:
         """Acquire and judge one frame in the caller's thread; None when running or exhausted.
 
-        Meant for a worker thread of the GUI (it blocks for acquisition and inference).
+        Meant for a worker thread of the GUI or a PLC job (it blocks for acquisition and
+        inference). ``part_id`` (a triggered job's part) is kept in ``result.extra["part_id"]``.
         """
         with self._step_lock:
             if self.running:
@@ -227,11 +284,13 @@ class InspectionSession:
                 frame = stepper.next_frame()
             except SourceError as exc:
                 self._close_stepper()
-                self._emit("error", f"source {self._spec}: {exc}")
+                self._error(f"source {self._spec}: {exc}")
                 return None
             if frame is None:
                 self._close_stepper()
                 return None
+            if part_id is not None:
+                self._part_ids[frame.frame_id] = part_id
             results = stepper.pipeline.process([frame])
         self._emit_stats(force=True)
         return results[0] if results else None
@@ -251,7 +310,7 @@ class InspectionSession:
             source,
             self._models.engine,
             self._judge,
-            [self._kept.add, self._store_result, self._publish],
+            [self._tag, self._kept.add, self._store_result, self._publish],
             mode=mode,
             # Backpressure needs only enough queued frames to fill a batch; a deeper queue
             # would just add waiting time to every frame's latency.
@@ -260,9 +319,14 @@ class InspectionSession:
             sync=sync,
             limit=limit,
             alarm_when_full=not backpressure,
-            on_error=lambda message: self._emit("error", message),
-            on_alarm=lambda message: self._emit("alarm", message),
+            on_error=self._error,
+            on_alarm=self._alarm,
             on_finished=lambda: self._finished(holder[0]),
+            on_fault=self._on_fault,
+            rules_fn=lambda: self._rules,
+            first_frame_check=self._check_first_frame,
+            max_model_faults=self._recipe.max_model_faults,
+            drop_alarm_pct=self._recipe.source.drop_alarm_pct,
         )
         holder.append(pipeline)
         return pipeline
@@ -276,6 +340,10 @@ class InspectionSession:
             if self._pipeline is pipeline:
                 self._pipeline = None
                 self._last_run = st
+        if st.fault is None:
+            self.log_event(
+                "state", f"stopped: {st.judged} judged, {st.errors} error, {st.dropped} dropped"
+            )
         self._emit("state", False)
         self._emit_stats(force=True)
 
@@ -295,148 +363,47 @@ class InspectionSession:
         return judge(prob, self._rules, pixel_size_mm=pixel_mm, frame_id=frame.frame_id,
                      source=frame.source, timestamp=frame.timestamp)  # fmt: skip
 
+    def _check_first_frame(self, frame: Frame) -> str | None:
+        """The recipe against the first real frame; warnings go to the event log."""
+        problems = check_recipe_against_frame(self._recipe, self._rules, frame, self.model_card)
+        for severity, message in problems:
+            if severity == "warning":
+                self.log_event("alarm", f"recipe: {message}")
+        errors = [m for sev, m in problems if sev == "error"]
+        return "; ".join(errors) if errors else None
+
+    def _tag(self, result: FrameResult) -> None:
+        # First sink, before anyone else sees the result: a triggered job's part id.
+        part_id = self._part_ids.pop(result.frame.frame_id, None)
+        if part_id is None and self._next_tags:
+            with self._lock:
+                part_id = self._next_tags.popleft() if self._next_tags else None
+        if part_id is not None:
+            result.extra["part_id"] = part_id
+
+    def tag_next_result(self, part_id: str) -> None:
+        """While running: the next result that comes out carries ``part_id`` (a PLC job)."""
+        with self._lock:
+            self._next_tags.append(part_id)
+
     def _store_result(self, result: FrameResult) -> None:
         self._store.add(result, recipe_version=self._recipe.version)
 
     def _publish(self, result: FrameResult) -> None:
+        if result.inspection.verdict == "ERROR":
+            meta = result.frame.metadata
+            self.log_event(
+                "frame_error",
+                result.inspection.error or "not judged",
+                frame_id=result.frame.frame_id,
+                file=meta.get("file") or (str(meta["path"]) if "path" in meta else None),
+            )
         self._emit("result", result)
         self._emit_stats()
 
     def _emit_stats(self, *, force: bool = False) -> None:
         if self._stats_throttle.ready() or force:
             self._emit("stats", self.stats())
-
-    # -- rules -------------------------------------------------------------------------------
-
-    @property
-    def rules(self) -> Rules:
-        return self._rules
-
-    def rejudge(self, result: FrameResult, rules: Rules) -> FrameResult:
-        """``result`` judged again under ``rules`` from its kept probability map (no inference)."""
-        old = result.inspection
-        inspection = judge(
-            result.prob, rules, pixel_size_mm=self._recipe.pixel_size_mm, frame_id=old.frame_id,
-            source=old.source, timestamp=old.timestamp, model_id=old.model_id,
-            timings_ms=old.timings_ms,
-        )  # fmt: skip
-        return replace(result, inspection=inspection)
-
-    def set_rules(self, rules: Rules) -> FrameResult | None:
-        """Judge the next frames with ``rules`` and re-judge the kept ones now.
-
-        Returns the re-judged latest result (also emitted as ``"rejudged"``), or None when no
-        frame has been judged yet. Counters and stored rows keep their original verdicts.
-        """
-        with self._lock:
-            self._rules = rules
-            kept = self._kept.snapshot()
-        latest = self._kept.replace({id(r): self.rejudge(r, rules) for r in kept})
-        if latest is not None:
-            self._emit("rejudged", latest)
-        return latest
-
-    # -- model -------------------------------------------------------------------------------
-
-    @property
-    def model_card(self) -> ModelCard:
-        return self._models.engine.card
-
-    @property
-    def model_path(self) -> Path:
-        return self._models.path
-
-    @property
-    def previous_model_path(self) -> Path | None:
-        return self._models.previous_path
-
-    def load_model(self, path: str | Path) -> ModelCard:
-        """Load ``path`` and swap it in between two batches, without stopping.
-
-        Raises
-        ------
-        ModelLoadError
-            The model cannot be used; the running engine stays in place.
-        """
-        engine = load_engine(path)
-        self._swap(engine, Path(path).resolve())
-        return engine.card
-
-    def rollback_model(self) -> ModelCard:
-        """Swap back to the model used before the last swap (a second rollback toggles back).
-
-        Raises
-        ------
-        ModelLoadError
-            There is no previous model.
-        """
-        with self._lock:
-            engine, path = self._models.rollback_target()
-        self._swap(engine, path)
-        return engine.card
-
-    def _swap(self, engine: Engine, path: Path) -> None:
-        with self._lock:
-            evicted = self._models.push(engine, path)
-            pipelines = [p for p in (self._pipeline,) if p is not None]
-            if self._stepper is not None:
-                pipelines.append(self._stepper.pipeline)
-        for pipeline in pipelines:
-            pipeline.swap_engine(engine)
-        if evicted is not None:
-            # A batch that started before the swap may still be running on the evicted engine.
-            with self._step_lock:
-                for pipeline in pipelines:
-                    with pipeline.engine_idle():
-                        pass
-                _close_quietly(evicted)
-        log.info("model now %s (%s)", path, engine.card.model_id or engine.card.name)
-        self._emit("model", engine.card)
-
-    # -- recipe ------------------------------------------------------------------------------
-
-    @property
-    def recipe(self) -> Recipe:
-        return self._recipe
-
-    @property
-    def recipe_path(self) -> Path | None:
-        return self._recipe_path
-
-    @property
-    def dirty(self) -> bool:
-        """True when the rules or the model differ from the recipe as last loaded/saved."""
-        return self._rules != self._recipe.rules or self._models.path != self._recipe_model()
-
-    def _recipe_model(self) -> Path:
-        return Path(self._recipe.model).resolve()
-
-    def save_recipe(self) -> Recipe:
-        """Write the current rules and model into the recipe file (atomic, version + 1).
-
-        Raises
-        ------
-        RecipeError
-            The session has no recipe file to write to.
-        """
-        if self._recipe_path is None:
-            raise RecipeError("this recipe has no file; it cannot be saved")
-        updated = replace(self._recipe, rules=self._rules, model=self._models.path)
-        saved = recipe_io.save_recipe(updated, self._recipe_path)
-        with self._lock:
-            self._recipe = saved
-        return saved
-
-    def revert_recipe(self) -> Recipe:
-        """Back to the rules and model of the recipe as last loaded/saved (re-judges, swaps)."""
-        recipe = self._recipe
-        if self._models.path != self._recipe_model():
-            if self._models.previous_path == self._recipe_model():
-                self.rollback_model()
-            else:
-                self.load_model(recipe.model)
-        self.set_rules(recipe.rules)
-        return recipe
 
     # -- data --------------------------------------------------------------------------------
 
@@ -460,15 +427,21 @@ class InspectionSession:
             runs = [*self._ended, *(s for s in (current,) if s)]
             runs += [stepper.pipeline.stats()] if stepper is not None else []
             judged, passed, ng = self._kept.counts()
+        store = self._store
         return SessionStats.combine(
             judged=judged,
             passed=passed,
             ng=ng,
+            errors=self._kept.errors,
             runs=runs,
             current=current,
             last_run=self._last_run,
-            store_failures=int(getattr(self._store, "failures", 0)),
+            store_failures=int(getattr(store, "failures", 0)),
+            stored=int(getattr(store, "stored", 0)),
+            journaled=int(getattr(store, "journaled", 0)),
+            lost=int(getattr(store, "lost", 0)),
             model_id=self.model_card.model_id or self.model_card.name,
+            fault=self._fault,
         )
 
     def close(self) -> None:
@@ -479,6 +452,8 @@ class InspectionSession:
         self.stop()
         self._close_stepper()
         self._store.close()
+        if self.audit is not None:
+            self.audit.close()
         for engine in self._models.engines():
             _close_quietly(engine)
 
@@ -487,10 +462,3 @@ class InspectionSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _close_quietly(engine: Engine) -> None:
-    try:
-        engine.close()
-    except Exception:  # noqa: BLE001 - a failing close must not stop the rest of a shutdown
-        log.exception("closing engine %r failed", engine)

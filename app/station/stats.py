@@ -34,14 +34,17 @@ class PipelineStats:
     produced : int
         Frames taken from the source.
     judged : int
-        Frames that produced a :class:`~app.station.inspection.FrameResult`.
+        Frames judged PASS or NG.
+    errors : int
+        Frames answered ERROR (not judged: unreadable, model fault, judge failure, FAULT).
     dropped : int
-        Frames discarded by the free-run queue (newest wins) or still queued at ``stop()``.
+        Frames discarded by the free-run queue (newest wins) or still queued when ``stop()``
+        timed out. Invariant once finished: ``produced == judged + errors + dropped``.
     skipped : int
-        Frames the source skipped (unreadable files, incomplete buffers) plus frames lost to an
-        engine or rules error. Invariant: ``produced == judged + dropped + failed``.
+        What the source itself discarded before handing a frame over (camera buffers the driver
+        dropped); such frames were never acquired, so they are outside the invariant.
     failed : int
-        Frames lost to an engine or rules error (already included in ``skipped``).
+        Old name of ``errors``.
     """
 
     fps: float = 0.0
@@ -49,10 +52,12 @@ class PipelineStats:
     latency_p95_ms: Mapping[str, float] = field(default_factory=dict)
     produced: int = 0
     judged: int = 0
+    errors: int = 0
     dropped: int = 0
     skipped: int = 0
     failed: int = 0
     engine_errors: int = 0
+    model_faults: int = 0
     sink_errors: int = 0
     batches: int = 0
     mean_batch: float = 0.0
@@ -62,19 +67,27 @@ class PipelineStats:
     alarm: str | None = None  # "line too fast ..." while the triggered queue is (recently) full
     alarms: int = 0  # how many times the alarm was raised
     running: bool = False
+    fault: str | None = None  # why the run stopped in FAULT
+    drop_pct: float = 0.0  # free-run: share of acquired frames dropped in the last window
 
 
 @dataclass(frozen=True)
 class SessionStats:
     """What the operator's counters show: the pipeline's snapshot plus verdict totals.
 
-    ``judged``/``passed``/``ng`` count every result the session has seen since it was created
-    (across start/stop), so the yield survives a pause. ``dropped``/``skipped`` are totals as well.
+    ``judged``/``passed``/``ng``/``errors`` count every result the session has seen since it was
+    created (across start/stop), so the yield survives a pause; ``judged`` = PASS + NG.
+    ``acquired`` = ``passed + ng + errors + dropped`` once the runs have finished. The yield is
+    PASS over every result, ERROR included: a part that was not inspected is not a good part.
+    ``stored``/``journaled``/``lost`` are the results database's: written, waiting in the journal
+    for the database, and lost for good (the CLI then exits non-zero).
     """
 
     judged: int = 0
     passed: int = 0
     ng: int = 0
+    errors: int = 0
+    acquired: int = 0
     yield_pct: float = 0.0
     fps: float = 0.0
     latency_ms: Mapping[str, float] = field(default_factory=dict)
@@ -82,12 +95,18 @@ class SessionStats:
     dropped: int = 0
     skipped: int = 0
     store_failures: int = 0
+    stored: int = 0
+    journaled: int = 0
+    lost: int = 0
     engine_errors: int = 0
+    model_faults: int = 0
     sink_errors: int = 0
     queue_depth: int = 0
     alarm: str | None = None
     running: bool = False
     model_id: str = ""
+    fault: str | None = None
+    drop_pct: float = 0.0
 
     @classmethod
     def combine(
@@ -101,6 +120,11 @@ class SessionStats:
         last_run: PipelineStats | None,
         store_failures: int,
         model_id: str,
+        errors: int = 0,
+        stored: int = 0,
+        journaled: int = 0,
+        lost: int = 0,
+        fault: str | None = None,
     ) -> SessionStats:
         """Totals over every pipeline the session ran (``runs``, including ``current``).
 
@@ -110,23 +134,32 @@ class SessionStats:
         active = current is not None and current.running
         shown = current or last_run
         live = shown if active else None
+        results = passed + ng + errors
         return cls(
             judged=judged,
             passed=passed,
             ng=ng,
-            yield_pct=round(100.0 * passed / judged, 2) if judged else 0.0,
+            errors=errors,
+            acquired=sum(r.produced for r in runs),
+            yield_pct=round(100.0 * passed / results, 2) if results else 0.0,
             fps=live.fps if live else 0.0,
             latency_ms=shown.latency_ms if shown else {},
             latency_p95_ms=shown.latency_p95_ms if shown else {},
             dropped=sum(r.dropped for r in runs),
             skipped=sum(r.skipped for r in runs),
             store_failures=store_failures,
+            stored=stored,
+            journaled=journaled,
+            lost=lost,
             engine_errors=sum(r.engine_errors for r in runs),
+            model_faults=sum(r.model_faults for r in runs),
             sink_errors=sum(r.sink_errors for r in runs),
             queue_depth=live.queue_depth if live else 0,
             alarm=live.alarm if live else None,
             running=active,
             model_id=model_id,
+            fault=fault,
+            drop_pct=live.drop_pct if live else 0.0,
         )
 
 

@@ -1,62 +1,71 @@
 """Results store: every judged frame in SQLite (WAL), NG frames archived as PNG image + mask.
 
-Failure policy: :meth:`ResultsStore.add` never raises for a locked database, a full disk or an
-unwritable archive. A result that cannot be inserted waits (as a small prepared row, not as
-images) in a bounded in-memory queue that the next ``add`` / :meth:`~ResultsStore.flush` retries
-in order; an archive write that fails is logged and counted in ``failures`` and the row is stored
-with NULL paths. Only when the queue overflows (``pending_max`` rows behind) is the oldest row
-dropped, and that is counted in ``lost`` and logged as an error.
+No lost verdict: :meth:`ResultsStore.add` never raises for a locked, full, failing or malformed
+database, a full disk or an unwritable archive. A row SQLite refuses goes to an append-only
+journal beside the database (``DB.journal.jsonl``: JSON lines, fsync'd in small batches; see
+:mod:`app.station.journal`), replayed in order by the next ``add``, by
+:meth:`~ResultsStore.flush`, by a background retry while rows wait, and by the next
+``ResultsStore`` on the same database (a crashed run's journal included); a replayed row carries
+its journal id, so it is never written twice. Only a row the journal cannot take either (the disk
+really full) is lost: counted in ``lost``, logged as an error, raised as an alarm. ``stored``
+counts the rows this object wrote, ``journaled`` the rows waiting now; ``failures`` counts write
+faults (an insert that went to the journal, a failed archive write), which are not losses.
 
-Threads: ``add`` runs on the pipeline's worker thread while the GUI thread queries. Each thread
-gets its own connection (``threading.local``); in WAL mode readers never wait for the writer, so a
-history query cannot stall the line and a slow insert cannot freeze the GUI. Writes go through one
-lock so our own writers never contend on SQLite's busy handler; the busy timeout is short
-(``busy_timeout_ms``) because the worker must not wait long on another process holding the lock
-(it queues instead). Connections are opened with ``check_same_thread=False`` only so that
-:meth:`close` can close all of them; each is otherwise used by one thread.
+Start-up: a database whose pages fail ``PRAGMA quick_check`` is moved aside
+(``DB.malformed-YYYYmmdd-HHMMSS`` with its -wal / -shm), a fresh one is created and an alarm
+raised; a database locked by another process does not stop the start (rows are journaled and the
+open is retried); a schema newer than ours, an unusable path or less than ``min_free_mb`` free
+space raise :class:`StoreError`. Disk pressure: below ``archive_min_free_mb`` free the NG image
+archive stops (verdict rows continue), with an alarm when it stops and when it resumes.
 
-Archive layout: ``ARCHIVE/YYYY-MM-DD/HHMMSS_mmm_f<frame>_<n>_image.png`` and ``..._mask.png``
-(local date of the frame's timestamp). The row stores paths relative to the archive dir, so the
-data folder can be moved; :class:`StoredInspection` gives them back absolute. The mask is
-:func:`~app.station.inspector.binary_mask` of the kept probability map (0/255).
+Alarms go to ``on_alarm(message)`` (called on the writing thread, under the store's lock: keep it
+short) and the last few stay in ``alarms``.
+
+Threads: ``add`` runs on the pipeline's worker thread while the GUI thread queries; writes go
+through one connection under one lock, each reading thread has its own
+(:class:`~app.station._store_open.Connections`). The busy timeout is short (``busy_timeout_ms``):
+the worker must not wait long on another process's lock, it journals instead. The archive's
+layout and rules are in :mod:`app.station._store_archive`; the queries in
+:mod:`app.station._store_queries`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import cv2
-import numpy as np
-from numpy.typing import NDArray
-
+from app.station import _store_open as op
 from app.station import _store_schema as sch
-from app.station._atomic import atomic_write_bytes, atomic_write_text
-from app.station._store_schema import StoredInspection
+from app.station._store_archive import NgArchive
+from app.station._store_queries import StoreQueries
+from app.station._store_schema import PreparedRow, StoredInspection
 from app.station.inspection import FrameResult
-from app.station.inspector import binary_mask
+from app.station.journal import append_rejected, close_journals, open_journals
 
 __all__ = ["ResultsStore", "StoreError", "StoredInspection", "SIZE_CLASSES"]
 
 log = logging.getLogger(__name__)
 SIZE_CLASSES = sch.SIZE_CLASSES
 _LOG_EVERY_S = 5.0  # a locked DB on a 30 fps line must not write 30 warnings a second
+_REPLAY_BATCH = 256  # journal rows per transaction
 
 
 class StoreError(RuntimeError):
     """The database cannot be opened or queried (the message names the file)."""
 
 
-class ResultsStore:
-    """SQLite results database plus the NG image archive.
+class ResultsStore(StoreQueries):
+    """SQLite results database, its journal and the NG image archive.
 
     Parameters
     ----------
@@ -68,16 +77,33 @@ class ResultsStore:
         Keep only the newest N inspections; older rows and their archived files are deleted.
         None = keep everything.
     archive_ng
-        Archive image + mask of NG results.
+        Archive image + mask of NG results (and the image of ERROR results that have one).
     busy_timeout_ms
-        How long a write waits for another process's lock before the row is queued.
-    pending_max
-        Most rows kept in memory while the database is unavailable.
+        How long a write waits for another process's lock before the row is journaled.
+    open_timeout_ms
+        How long the first open waits for a lock before starting with the journal.
+    min_free_mb
+        Refuse to start with less free space (MiB) on the database's file system.
+    archive_min_free_mb
+        Stop archiving images below this free space (MiB) on the archive's file system.
+    on_alarm
+        Called with each alarm message (database unavailable / back, malformed database moved
+        aside, archive stopped / resumed, results lost).
+    retry_interval_s
+        Least time between two attempts to write journaled rows.
+    disk_check_s
+        Least time between two free-space checks.
+    journal_sync_every, journal_sync_s
+        fsync the journal after this many rows or this many seconds.
+    repair
+        Move a malformed database aside and start a fresh one (False: raise StoreError, for
+        tools that only read, such as a CSV export).
 
     Raises
     ------
     StoreError
-        The database file cannot be opened or created (unusable configuration).
+        The database cannot be opened or created (unusable path, newer schema, not enough free
+        space).
     """
 
     def __init__(
@@ -88,7 +114,15 @@ class ResultsStore:
         retention_rows: int | None = None,
         archive_ng: bool = True,
         busy_timeout_ms: int = 250,
-        pending_max: int = 10_000,
+        open_timeout_ms: int = 2000,
+        min_free_mb: float = 200.0,
+        archive_min_free_mb: float = 1000.0,
+        on_alarm: Callable[[str], None] | None = None,
+        retry_interval_s: float = 1.0,
+        disk_check_s: float = 5.0,
+        journal_sync_every: int = 32,
+        journal_sync_s: float = 0.5,
+        repair: bool = True,
     ) -> None:
         if retention_rows is not None and retention_rows < 1:
             raise ValueError(f"retention_rows must be >= 1 or None, not {retention_rows}")
@@ -97,218 +131,347 @@ class ResultsStore:
         self.retention_rows = retention_rows
         self.archive_ng = archive_ng
         self.busy_timeout_ms = int(busy_timeout_ms)
-        self.failures = 0  # failed inserts (queued) + failed archive writes
-        self.lost = 0  # rows dropped because the pending queue overflowed
-        self._pending: deque[sch.PreparedRow] = deque()
-        self._pending_max = pending_max
+        self.min_free_mb = float(min_free_mb)
+        self.archive_min_free_mb = float(archive_min_free_mb)
+        self.retry_interval_s = float(retry_interval_s)
+        self.repair = repair
+        self.stored = 0  # rows written by this object (journal replays included)
+        self.lost = 0  # rows neither written nor journaled
+        self.failures = 0  # write faults: inserts that went to the journal + archive failures
+        self.alarms: deque[str] = deque(maxlen=20)
+        self._on_alarm = on_alarm
         self._write_lock = threading.RLock()
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
-        self._seq = 0
+        self._db = op.Connections(self.db_path, self.busy_timeout_ms)
         self._last_log = 0.0
+        self._last_failure = -math.inf  # monotonic time of the last database failure
+        self._ready = False  # schema checked and in place
+        self._outage = False  # an alarm says the database is unavailable
+        self._losing = False  # an alarm says rows are being lost
         self._closed = False
-        self._init_db()
-
-    # -- connections -----------------------------------------------------------------------
-
-    def _connect(self, timeout_ms: int) -> sqlite3.Connection:
-        # isolation_level=None: autocommit, transactions are explicit BEGIN ... COMMIT.
-        conn = sqlite3.connect(
-            self.db_path, timeout=timeout_ms / 1000, isolation_level=None, check_same_thread=False
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
-        # WAL + NORMAL survives an application crash; a power cut may lose the last commits.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        return conn
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._closed:
-                raise StoreError(f"{self.db_path}: results store is closed")
-            conn = self._connect(self.busy_timeout_ms)
-            self._local.conn = conn
-            with self._conns_lock:
-                self._conns.append(conn)
-        return conn
-
-    def _init_db(self) -> None:
+        self._retry_thread: threading.Thread | None = None
+        self._retry_stop = threading.Event()
         try:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
-            # Creating the schema may wait for another process; allow it longer than an insert.
-            conn = self._connect(max(self.busy_timeout_ms, 5000))
-            try:
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version > sch.DB_SCHEMA_VERSION:
-                    raise StoreError(
-                        f"{self.db_path}: database schema {version} is newer than this station "
-                        f"({sch.DB_SCHEMA_VERSION})"
-                    )
-                conn.execute("PRAGMA journal_mode = WAL")  # persistent: stored in the file
-                conn.executescript(sch.SCHEMA)
-                conn.execute(f"PRAGMA user_version = {sch.DB_SCHEMA_VERSION}")
-            finally:
-                conn.close()
-        except (sqlite3.Error, OSError) as exc:
+        except OSError as exc:
             raise StoreError(f"{self.db_path}: cannot open results database ({exc})") from None
+        free = op.free_mb(self.db_path.parent)
+        if free is not None and free < self.min_free_mb:
+            raise StoreError(
+                f"{self.db_path}: only {free:.0f} MB free on {op.existing_dir(self.db_path.parent)},"
+                f" below the floor of {self.min_free_mb:.0f} MB (setting min_free_mb): free some"
+                " space or move data_dir before starting the line"
+            )
+        self._archive = NgArchive(
+            self.archive_dir,
+            min_free_mb=archive_min_free_mb,
+            check_s=disk_check_s,
+            alarm=self._alarm,
+        )
+        try:
+            self._journals = open_journals(
+                self.db_path, sync_every=journal_sync_every, sync_interval_s=journal_sync_s
+            )
+        except OSError as exc:
+            raise StoreError(f"{self.db_path}: cannot open the results journal ({exc})") from None
+        self._journal = self._journals[-1]  # ours; the others are leftovers of dead processes
+        torn = sum(j.bad for j in self._journals)
+        if torn:  # the crashed run could not report it: this run does (and counts it)
+            self.lost += torn
+            self._alarm(f"{torn} result(s) of an earlier run lost: journal line torn by a crash")
+        try:
+            self._open_db(max(self.busy_timeout_ms, int(open_timeout_ms)), initial=True)
+            with self._write_lock:
+                if self.journaled:
+                    log.info("results store: %d journaled results to write", self.journaled)
+                    self._replay_locked()
+                    self._start_retry()
+                if archive_ng:
+                    self._archive.allowed()  # an alarm now if the disk is already low
+        except BaseException:
+            close_journals(self._journals)
+            raise
+
+    def _open_db(self, timeout_ms: int, *, initial: bool = False) -> bool:
+        """Check and prepare the database; True when it is ready for rows. A transient failure
+        (a lock) leaves it not ready for the retry; at start a fatal one raises StoreError."""
+        outcome = op.open_database(self._db, timeout_ms, repair=self.repair, alarm=self._alarm)
+        if outcome.fatal and initial:
+            raise StoreError(outcome.fatal)
+        self._ready = outcome.error is None
+        if outcome.error is not None:
+            self._db_failed(outcome.error)
+        return self._ready
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
         try:
-            yield self._conn()
+            yield self._db.reader()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.db_path}: query failed ({exc})") from None
 
-    # -- failures ----------------------------------------------------------------------------
+    # -- alarms and failures ---------------------------------------------------------------
 
-    def _warn(self, message: str, *args: Any) -> None:
+    def _alarm(self, message: str) -> None:
+        log.warning("results store: %s", message)
+        self.alarms.append(message)
+        if self._on_alarm is not None:
+            try:
+                self._on_alarm(message)
+            except Exception:  # a broken subscriber must not stop the store
+                log.exception("results store: alarm callback failed")
+
+    def _warn(self, message: str, *args: Any, level: int = logging.WARNING) -> None:
         now = time.monotonic()
         if now - self._last_log >= _LOG_EVERY_S:
             self._last_log = now
-            log.warning(message + " (failures so far: %d)", *args, self.failures)
+            log.log(level, message, *args)
 
-    def _queue(self, row: sch.PreparedRow) -> None:
-        if len(self._pending) >= self._pending_max:
-            self._pending.popleft()
-            self.lost += 1
-            log.error(
-                "results store: pending queue full, oldest result dropped (lost %d)", self.lost
+    def _db_failed(self, exc: BaseException) -> None:
+        self._last_failure = time.monotonic()
+        if isinstance(exc, sqlite3.Error) and op.is_malformed(exc) and self._ready:
+            self._ready = False  # reopened (moved aside) by the next retry
+        if isinstance(exc, sqlite3.Error) and op.is_full(exc) and self._ready:
+            # The WAL only grows between checkpoints (up to ~4 MB, never shrinking): on a full
+            # disk, fold it into the database and truncate it, which frees room for rows.
+            with contextlib.suppress(sqlite3.Error):
+                self._db.writer().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if not self._outage:
+            self._outage = True
+            self._alarm(
+                f"results database {self.db_path} unavailable ({exc}); results are kept in the "
+                f"journal {self._journal.path.name} and written when it works again"
             )
-        self._pending.append(row)
+        else:
+            self._warn("results store: %s still unavailable (%s)", self.db_path, exc)
+
+    def _db_back(self) -> None:
+        if self._outage:
+            self._outage = False
+            self._alarm(
+                f"results database {self.db_path} available again; journaled results written"
+            )
 
     @property
-    def pending(self) -> int:
-        """Results waiting in memory for the database to accept them."""
-        return len(self._pending)
+    def journaled(self) -> int:
+        """Results waiting in the journal for the database."""
+        return sum(j.pending for j in self._journals)
+
+    @property
+    def archive_paused(self) -> bool:
+        """The NG archive is stopped because free space is below ``archive_min_free_mb``."""
+        return self._archive.paused
+
+    @property
+    def archive_failures(self) -> int:
+        """Archive writes that failed (the row was stored without images)."""
+        return self._archive.failures
+
+    @property
+    def archive_skipped(self) -> int:
+        """NG / ERROR frames not archived because free space was below the floor."""
+        return self._archive.skipped
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _archive(self, result: FrameResult) -> tuple[str | None, str | None]:
-        ins = result.inspection
-        ts = ins.timestamp if ins.timestamp > 0 else time.time()
-        local = time.localtime(ts)
-        self._seq += 1
-        stem = f"{time.strftime('%H%M%S', local)}_{int(ts * 1000) % 1000:03d}_f{ins.frame_id}_{self._seq}"
-        rel_image = f"{time.strftime('%Y-%m-%d', local)}/{stem}_image.png"
-        rel_mask = rel_image.removesuffix("_image.png") + "_mask.png"
-        written: list[Path] = []
-        try:
-            ok_i, png_image = cv2.imencode(".png", np.ascontiguousarray(result.frame.image))
-            ok_m, png_mask = cv2.imencode(".png", binary_mask(result.prob, ins.rules))
-            if not (ok_i and ok_m):
-                raise OSError("PNG encoding failed")
-            for rel, png in ((rel_image, png_image), (rel_mask, png_mask)):
-                written.append(atomic_write_bytes(self.archive_dir / rel, png.tobytes()))
-        except (OSError, cv2.error) as exc:
-            self.failures += 1
-            for p in written:  # no orphan image without its mask
-                with contextlib.suppress(OSError):
-                    p.unlink()
-            self._warn("results store: NG archive write to %s failed: %s", self.archive_dir, exc)
-            return None, None
-        return rel_image, rel_mask
+    def _insert_rows(self, rows: list[PreparedRow]) -> list[int | None]:
+        return sch.insert_rows(self._db.writer(), rows)
 
-    def _insert(self, row: sch.PreparedRow) -> int:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+    def _write_rows(self, rows: list[PreparedRow]) -> list[int | None]:
+        """Insert ``rows``; one the database refuses by itself (a constraint, a value it cannot
+        bind) is set aside in ``DB.journal.rejected.jsonl`` and counted in ``lost``, so it never
+        blocks the rows behind it. Other errors propagate (the caller journals / retries)."""
         try:
-            row_id = int(conn.execute(sch.INSERT_INSPECTION, row.values).lastrowid or 0)
-            conn.executemany(sch.INSERT_DEFECT, [(row_id, *d) for d in row.defects])
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        return row_id
-
-    def _flush_locked(self) -> None:
-        while self._pending:
+            return self._insert_rows(rows)
+        except Exception as exc:
+            if not op.is_row_error(exc):
+                raise
+        ids: list[int | None] = []
+        for row in rows:  # find the bad one(s); replayed rows carry uids, so no duplicates
             try:
-                self._insert(self._pending[0])
-            except sqlite3.Error as exc:
-                self._warn("results store: %s still unavailable (%s)", self.db_path, exc)
-                return
-            self._pending.popleft()
+                ids += self._insert_rows([row])
+            except Exception as exc:
+                if not op.is_row_error(exc):
+                    raise
+                ids.append(None)
+                self.lost += 1
+                rejected = append_rejected(self.db_path, row.to_record(row.uid or ""))
+                self._alarm(
+                    f"result of frame {row.values[0]} refused by the database ({exc}); "
+                    f"kept in {rejected}, counted as lost"
+                )
+        return ids
+
+    def _to_journal(self, row: PreparedRow, *, sync: bool = False) -> None:
+        frame_id = row.values[0]
+        try:
+            self._journal.append(row.to_record(uuid.uuid4().hex))
+            if sync:
+                self._journal.sync()
+        except OSError as exc:
+            self.lost += 1
+            message = (
+                f"result of frame {frame_id} LOST: neither the database nor the journal "
+                f"{self._journal.path} can be written ({exc}); lost so far: {self.lost}"
+            )
+            if not self._losing:
+                self._losing = True
+                log.error("results store: %s", message)
+                self._alarm(message)
+            else:  # one error line per few seconds, not one per frame
+                self._warn("results store: %s", message, level=logging.ERROR)
+            return
+        self._losing = False
+        self.failures += 1
+        self._start_retry()
+
+    def _retry_due(self) -> bool:
+        """No database failure in the last ``retry_interval_s``."""
+        return time.monotonic() - self._last_failure >= self.retry_interval_s
+
+    def _replay_locked(self, max_batches: int | None = None) -> bool:
+        """Write journaled rows in order, at most ``max_batches`` transactions (None: all), so
+        the lock is never held for a whole long backlog. True when nothing failed."""
+        if not self._ready and not self._open_db(self.busy_timeout_ms):
+            return False
+        batches = 0
+        for journal in self._journals:
+            while journal.pending:
+                if max_batches is not None and batches >= max_batches:
+                    return True
+                batches += 1
+                try:
+                    batch = journal.read(_REPLAY_BATCH)
+                except OSError as exc:
+                    self._warn("results store: journal %s unreadable: %s", journal.path, exc)
+                    return False
+                if not batch:  # counted lines no longer in the file (changed under us)
+                    self.lost += journal.pending
+                    log.error(
+                        "results store: journal %s lost %d lines (changed by someone else)",
+                        journal.path, journal.pending,
+                    )  # fmt: skip
+                    journal.discard()
+                    break
+                rows: list[PreparedRow] = []
+                for record, _end in batch:
+                    try:
+                        rows.append(PreparedRow.from_record(record or {}))
+                    except (KeyError, TypeError, ValueError):
+                        self.lost += 1
+                        log.error(
+                            "results store: undecodable journal line in %s skipped", journal.path
+                        )
+                try:
+                    ids = self._write_rows(rows)
+                except sqlite3.Error as exc:
+                    self._db_failed(exc)
+                    return False
+                self.stored += sum(i is not None for i in ids)
+                try:
+                    journal.consume(batch[-1][1], len(batch))
+                except OSError as exc:  # the rows are in; their uids stop a second insert
+                    self._warn("results store: journal %s not truncated: %s", journal.path, exc)
+                    return False
+        self._db_back()
+        if self.retention_rows is not None:
+            self._apply_retention()
+        return True
 
     def add(self, result: FrameResult, *, recipe_version: int = 0) -> int | None:
-        """Store one judged frame (archiving image + mask when NG).
+        """Store one judged (or ERROR) frame, archiving its image (+ mask) when NG or ERROR.
 
         Returns
         -------
         int or None
-            The new row id, or None when the row was queued because the database is busy,
-            locked or full (it is retried by the next ``add`` or ``flush``).
+            The new row id, or None when the row went to the journal (database busy, locked,
+            full or failing; it is written later) or was lost (see ``lost``).
         """
         with self._write_lock:
-            if self._closed:
-                self.failures += 1
-                log.error(
-                    "results store: add() after close(); result of frame %s not stored",
-                    result.inspection.frame_id,
-                )
-                return None
             paths: tuple[str | None, str | None] = (None, None)
-            if self.archive_ng and result.inspection.verdict == "NG":
-                paths = self._archive(result)
+            if self.archive_ng:
+                failed = self._archive.failures
+                paths = self._archive.write(result)
+                self.failures += self._archive.failures - failed
             row = sch.prepare_row(result, recipe_version, *paths)
-            try:
-                self._flush_locked()  # older results first, so ids follow acquisition order
-                if self._pending:
-                    raise sqlite3.OperationalError("earlier results still pending")
-                row_id = self._insert(row)
-            except (sqlite3.Error, StoreError) as exc:
-                self.failures += 1
-                self._queue(row)
-                self._warn("results store: %s unavailable, result queued (%s)", self.db_path, exc)
+            if self._closed:
+                log.error(
+                    "results store: add() after close(); result of frame %s journaled for the "
+                    "next start", result.inspection.frame_id,
+                )  # fmt: skip
+                self._to_journal(row, sync=True)
+                with contextlib.suppress(OSError):
+                    self._journal.close()
                 return None
-            if self.retention_rows is not None:
-                self._apply_retention()
-            return row_id
+            if (self.journaled or not self._ready) and self._retry_due():
+                # Older results first, so ids follow acquisition order; a long backlog is left
+                # to the retry thread so that this frame is not held up.
+                self._replay_locked(max_batches=2)
+            if not self.journaled and self._ready:
+                try:
+                    row_id = self._write_rows([row])[0]
+                except sqlite3.Error as exc:
+                    self._db_failed(exc)
+                else:
+                    if row_id is None:  # refused by the database (set aside, counted lost)
+                        return None
+                    self.stored += 1
+                    if self.retention_rows is not None:
+                        self._apply_retention()
+                    return row_id
+            self._to_journal(row)
+            return None
 
     def flush(self) -> int:
-        """Retry the queued results now; returns how many are still pending."""
+        """Write the journaled results now (and fsync the journal); returns how many still
+        wait."""
         with self._write_lock:
             if not self._closed:
-                self._flush_locked()
-            return len(self._pending)
+                if self.journaled:
+                    self._replay_locked()
+                with contextlib.suppress(OSError):
+                    self._journal.sync()
+            return self.journaled
+
+    def _start_retry(self) -> None:
+        if self._closed or (self._retry_thread is not None and self._retry_thread.is_alive()):
+            return
+        self._retry_stop.clear()
+        self._retry_thread = threading.Thread(
+            target=self._retry_loop, name="results-store-retry", daemon=True
+        )
+        self._retry_thread.start()
+
+    def _retry_loop(self) -> None:
+        """While rows wait: fsync the journal when due and retry the database periodically,
+        a few transactions per turn of the lock, so ``add`` on the line never waits long."""
+        tick = max(0.05, min(self.retry_interval_s, self._journal.sync_interval_s))
+        while not self._retry_stop.wait(tick):
+            progressed = True
+            while progressed and not self._retry_stop.is_set():
+                with self._write_lock:
+                    if self._closed:
+                        return
+                    try:
+                        self._journal.sync_if_due()
+                    except OSError as exc:
+                        self._warn("results store: journal fsync failed: %s", exc)
+                    progressed = bool(self.journaled) and self._retry_due()
+                    if progressed:
+                        progressed = self._replay_locked(max_batches=4)
+                    if not self.journaled and not self._journal.unsynced:
+                        self._retry_thread = None
+                        return
 
     # -- retention ---------------------------------------------------------------------------
 
     def _apply_retention(self) -> int:
         assert self.retention_rows is not None
-        conn = self._conn()
         try:
-            # Ids are never reused (AUTOINCREMENT) and rows are only ever deleted oldest first,
-            # so "newest N rows" is "id > max(id) - N": two index lookups per add, where an
-            # ORDER BY ... OFFSET N would walk N index entries each time.
-            lo, hi = conn.execute("SELECT MIN(id), MAX(id) FROM inspections").fetchone()
-            if hi is None or lo > hi - self.retention_rows:
-                return 0
-            cut = (hi - self.retention_rows,)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                files = conn.execute(
-                    "SELECT image_path, mask_path FROM inspections WHERE id <= ? "
-                    "AND (image_path IS NOT NULL OR mask_path IS NOT NULL)",
-                    cut,
-                ).fetchall()
-                conn.execute("DELETE FROM defects WHERE inspection_id <= ?", cut)
-                n = conn.execute("DELETE FROM inspections WHERE id <= ?", cut).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
+            n, files = sch.delete_oldest(self._db.writer(), self.retention_rows)
         except sqlite3.Error as exc:  # retried after the next add; never fails the add itself
             self._warn("results store: retention skipped (%s)", exc)
             return 0
-        for rel in (p for pair in files for p in pair if p):
-            path = self.archive_dir / rel
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # drop the day folder once it is empty
-                path.parent.rmdir()
+        self._archive.delete(files)
         return n
 
     def apply_retention(self) -> int:
@@ -318,137 +481,30 @@ class ResultsStore:
         with self._write_lock:
             return self._apply_retention()
 
-    # -- queries -----------------------------------------------------------------------------
-
-    def _defects_for(self, conn: sqlite3.Connection, ids: list[int]) -> dict[int, list[Any]]:
-        out: dict[int, list[Any]] = {i: [] for i in ids}
-        cols = ", ".join(sch.DEFECT_COLUMNS)
-        for start in range(0, len(ids), 500):  # stay below SQLite's host-parameter limit
-            chunk = ids[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
-            for row in conn.execute(
-                f"SELECT inspection_id, {cols} FROM defects WHERE inspection_id IN ({marks}) "
-                "ORDER BY id",
-                chunk,
-            ):
-                out[row[0]].append(sch.defect_from_row(row[1:]))
-        return out
-
-    def _select(self, sql_tail: str, params: list[Any]) -> list[StoredInspection]:
-        with self._reading() as conn:
-            rows = conn.execute(sch.SELECT_INSPECTIONS + sql_tail, params).fetchall()
-            defects = self._defects_for(conn, [r[0] for r in rows])
-        return [sch.stored_from_row(r, tuple(defects[r[0]]), self.archive_dir) for r in rows]
-
-    def recent(
-        self,
-        limit: int | None = 200,
-        verdict: str | None = None,
-        since: float | None = None,
-        model_id: str | None = None,
-        *,
-        until: float | None = None,
-    ) -> list[StoredInspection]:
-        """Newest inspections first, filtered by verdict ("PASS"/"NG"), time (``since`` <=
-        timestamp < ``until``) and model id; ``limit=None`` returns all."""
-        where, params = sch.where_clause(
-            verdict=verdict, since=since, until=until, model_id=model_id
-        )
-        tail = f"{where} ORDER BY timestamp DESC, id DESC"
-        if limit is not None:
-            tail += " LIMIT ?"
-            params.append(int(limit))
-        return self._select(tail, params)
-
-    def get(self, row_id: int) -> StoredInspection | None:
-        """One inspection by id, or None."""
-        rows = self._select(" WHERE id = ?", [int(row_id)])
-        return rows[0] if rows else None
-
-    def load_archived(
-        self, row: StoredInspection | int
-    ) -> tuple[NDArray[Any], NDArray[np.uint8]] | None:
-        """The archived (image, mask) of a row, or None when not archived or unreadable."""
-        stored = self.get(row) if isinstance(row, int) else row
-        if stored is None or stored.image_path is None or stored.mask_path is None:
-            return None
-        try:
-            image = cv2.imdecode(np.fromfile(stored.image_path, np.uint8), cv2.IMREAD_UNCHANGED)
-            mask = cv2.imdecode(np.fromfile(stored.mask_path, np.uint8), cv2.IMREAD_GRAYSCALE)
-        except (OSError, cv2.error) as exc:
-            log.warning("results store: archived frame of row %d unreadable: %s", stored.id, exc)
-            return None
-        if image is None or mask is None:
-            return None
-        return image, mask
-
-    def yield_series(
-        self, bucket_s: float = 3600.0, *, since: float | None = None, until: float | None = None
-    ) -> list[tuple[float, int, int]]:
-        """``(bucket start time, judged, passed)`` per time bucket of ``bucket_s`` seconds,
-        oldest first; empty buckets are left out."""
-        if bucket_s <= 0:
-            raise ValueError(f"bucket_s must be > 0, not {bucket_s}")
-        where, params = sch.where_clause(since=since, until=until)
-        sql = (
-            "SELECT CAST(timestamp / ? AS INTEGER) AS b, COUNT(*), "
-            f"SUM(verdict = 'PASS') FROM inspections{where} GROUP BY b ORDER BY b"
-        )
-        with self._reading() as conn:
-            rows = conn.execute(sql, [float(bucket_s), *params]).fetchall()
-        return [(b * float(bucket_s), int(n), int(p or 0)) for b, n, p in rows]
-
-    def defect_pareto(
-        self, by: Literal["zone", "size"] = "zone", *, since: float | None = None
-    ) -> list[tuple[str, int]]:
-        """Defect counts per zone (``"(no zone)"`` outside critical zones) or per size class
-        (:data:`SIZE_CLASSES`: <50, 50-200, 200-1000, >=1000 px), largest count first."""
-        if by == "zone":
-            key = f"COALESCE(d.zone, '{sch.NO_ZONE}')"
-        elif by == "size":
-            key = sch.size_class_sql().replace("area_px", "d.area_px")
-        else:
-            raise ValueError(f"defect_pareto by must be 'zone' or 'size', not {by!r}")
-        where, params = sch.where_clause(since=since)
-        sql = (
-            f"SELECT {key} AS k, COUNT(*) AS n FROM defects d "
-            f"JOIN inspections i ON i.id = d.inspection_id{where.replace('timestamp', 'i.timestamp')} "
-            "GROUP BY k ORDER BY n DESC, k"
-        )
-        with self._reading() as conn:
-            return [(str(k), int(n)) for k, n in conn.execute(sql, params)]
-
-    def export_csv(self, path: str | os.PathLike[str], **filters: Any) -> int:
-        """Write inspections (newest first) as CSV, atomically; returns the rows written.
-
-        ``filters`` are those of :meth:`recent` (``verdict``, ``since``, ``until``,
-        ``model_id``, ``limit``; default: all rows).
-        """
-        filters.setdefault("limit", None)
-        rows = self.recent(**filters)
-        atomic_write_text(path, sch.csv_text(rows))
-        return len(rows)
-
     # -- lifetime ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Flush what is pending (one last try; what still fails is logged) and close."""
+        """Write what is journaled (one last try), fsync and close; what still waits stays in
+        the journal file for the next start."""
+        self._retry_stop.set()
+        thread = self._retry_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
         with self._write_lock:
             if self._closed:
                 return
-            with contextlib.suppress(StoreError):
-                self._flush_locked()
-            if self._pending:
-                log.error(
-                    "results store: %d results could not be written to %s before closing",
-                    len(self._pending), self.db_path,
-                )  # fmt: skip
+            if self.journaled:
+                with contextlib.suppress(StoreError, sqlite3.Error):
+                    self._replay_locked()
+            waiting = self.journaled
             self._closed = True
-            with self._conns_lock:
-                for conn in self._conns:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.close()
-                self._conns.clear()
+            close_journals(self._journals)
+            if waiting:
+                log.warning(
+                    "results store: %d results wait in the journal beside %s; they are written "
+                    "when the station next opens it", waiting, self.db_path,
+                )  # fmt: skip
+            self._db.close_all(final=True)
 
     def __enter__(self) -> ResultsStore:
         return self

@@ -38,6 +38,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -48,7 +49,7 @@ from engines.protocol import Engine
 from engines.scoring import DEFAULT_THRESHOLDS, ThresholdRow, confusion_row
 from engines.scoring import pr_curve as _pr_curve
 
-__all__ = ["ValidationCancelled", "ValidationSet", "find_pairs"]
+__all__ = ["ValidationCancelled", "ValidationSet", "find_pairs", "mask_is_defective"]
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -75,6 +76,7 @@ def find_pairs(folder: Path, masks_dir: Path | None = None) -> list[tuple[Path, 
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: validation folder not found")
+    tags: tuple[str, ...]
     if masks_dir is not None:
         image_dir = folder / "images" if (folder / "images").is_dir() else folder
         images = [p for p in _images_in(image_dir) if not p.stem.lower().endswith(_MASK_TAGS)]
@@ -96,11 +98,17 @@ def find_pairs(folder: Path, masks_dir: Path | None = None) -> list[tuple[Path, 
     return pairs
 
 
-def _read(path: Path, flags: int) -> NDArray[np.generic] | None:
+def _read(path: Path, flags: int) -> NDArray[Any] | None:
     try:
         return cv2.imdecode(np.fromfile(path, np.uint8), flags)
     except (OSError, cv2.error):
         return None
+
+
+def mask_is_defective(path: Path) -> bool:
+    """True when the mask file has a pixel > 127 (an unreadable mask counts as defect-free)."""
+    mask = _read(path, cv2.IMREAD_GRAYSCALE)
+    return mask is not None and bool((mask > 127).any())
 
 
 def _quantise(prob: NDArray[np.float32]) -> NDArray[np.uint8]:

@@ -1,52 +1,71 @@
-"""The new model beside the running one: metrics table and PR curves from two evaluation reports.
+"""The new model beside the running one: metrics table, PR curves and the deploy guard's verdict.
 
-Both reports come from ``python -m training evaluate`` on the same held-out split, so every row
-compares like with like. Shown by the training panel once both evaluations have finished.
+Shows a ``Comparison`` (app/station/_deploy_guard.py) built by the training workflow from two
+evaluation reports on the same held-out split, so every row compares like with like.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import pyqtgraph as pg
-from PySide6.QtWidgets import QHBoxLayout, QTableWidget, QTableWidgetItem, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.station.training_workflow import Comparison
+
+WORSE_STYLE = "color: white; background: #c62828; padding: 4px; font-weight: bold;"
+OK_STYLE = "color: #2e7d32; padding: 4px;"
 
 
 class ComparisonView(QWidget):
-    """Table ``metric | current model | new model`` and both image-level PR curves."""
+    """Table ``metric | current model | new model``, both image-level PR curves, the verdict."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.verdict = QLabel("", self)
+        self.verdict.setWordWrap(True)
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["metric", "current model", "new model"])
         self.table.verticalHeader().setVisible(False)
+        self.table.setToolTip("Both models measured on the new run's held-out images")
         self.pr_plot = pg.PlotWidget(title="Precision / recall (image level, t = 0.1 … 0.9)")
+        self.pr_plot.setToolTip("Image-level precision against recall per threshold")
         self.pr_plot.addLegend()
         self.pr_plot.setLabel("bottom", "recall")
         self.pr_plot.setLabel("left", "precision")
         self.pr_plot.setRange(xRange=(0, 1), yRange=(0, 1.05))
-        lay = QHBoxLayout(self)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.table, 1)
+        row.addWidget(self.pr_plot, 1)
+        lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.table, 1)
-        lay.addWidget(self.pr_plot, 1)
+        lay.addWidget(self.verdict)
+        lay.addLayout(row, 1)
         self.curves: dict[str, pg.PlotDataItem] = {}
+        self.verdict.hide()
 
     def clear(self) -> None:
         self.table.setRowCount(0)
         for item in self.curves.values():
             self.pr_plot.removeItem(item)
         self.curves.clear()
+        self.verdict.hide()
 
-    def show_reports(self, current: dict[str, Any], new: dict[str, Any], threshold: float) -> None:
+    def show_comparison(self, comparison: Comparison) -> None:
         self.clear()
-        rows = comparison_rows(current, new, threshold)
-        self.table.setRowCount(len(rows))
-        for r, values in enumerate(rows):
+        self.table.setRowCount(len(comparison.rows))
+        for r, values in enumerate(comparison.rows):
             for c, value in enumerate(values):
                 self.table.setItem(r, c, QTableWidgetItem(value))
         self.table.resizeColumnsToContents()
-        for which, report, colour in (("current", current, "#888888"), ("new", new, "#d62728")):
-            recall, precision = pr_points(report)
+        for which, colour in (("current", "#888888"), ("new", "#d62728")):
+            recall, precision = comparison.pr[which]
             self.curves[which] = self.pr_plot.plot(
                 recall,
                 precision,
@@ -56,66 +75,20 @@ class ComparisonView(QWidget):
                 symbolSize=6,
                 symbolBrush=colour,
             )
+        if comparison.worse:
+            self.verdict.setText(
+                "The new model is WORSE than the running one at the station's threshold "
+                f"{comparison.threshold:.2f}: " + "; ".join(comparison.reasons)
+            )
+            self.verdict.setStyleSheet(WORSE_STYLE)
+        else:
+            self.verdict.setText(
+                f"The new model is at least as good at the station's threshold "
+                f"{comparison.threshold:.2f} (recall and false alarms)."
+            )
+            self.verdict.setStyleSheet(OK_STYLE)
+        self.verdict.show()
 
     def cell(self, row: int, column: int) -> str:
         item = self.table.item(row, column)
         return "" if item is None else item.text()
-
-
-def _nearest(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
-    return min(rows, key=lambda r: abs(float(r["threshold"]) - threshold)) if rows else {}
-
-
-def comparison_rows(
-    current: dict[str, Any], new: dict[str, Any], threshold: float
-) -> list[tuple[str, str, str]]:
-    """``(metric, current, new)`` rows from two evaluation reports, as text."""
-
-    def pick(report: dict[str, Any], key: str) -> Any:
-        pixel = report.get("pixel") or {}
-        op = report.get("operating_point") or {}
-        at = _nearest(report.get("image_level") or [], threshold)
-        return {
-            "images": (report.get("split") or {}).get("images"),
-            "dice": pixel.get("dice"),
-            "iou": pixel.get("iou"),
-            "ap": report.get("ap"),
-            "precision": at.get("precision"),
-            "recall": at.get("recall"),
-            "fp": at.get("fp"),
-            "fn": at.get("fn"),
-            "op": f"t={_fmt(report.get('threshold'))}, min {report.get('min_area_px')} px",
-            "op_precision": op.get("precision"),
-            "op_recall": op.get("recall"),
-            "op_fp": op.get("fp"),
-        }[key]
-
-    labels_ = (
-        ("images", "test images"),
-        ("dice", "Dice (defective images)"),
-        ("iou", "IoU"),
-        ("ap", "average precision"),
-        ("precision", f"precision @ station threshold {threshold:.2f}"),
-        ("recall", f"recall @ {threshold:.2f}"),
-        ("fp", f"false alarms (FP) @ {threshold:.2f}"),
-        ("fn", f"missed (FN) @ {threshold:.2f}"),
-        ("op", "model's own operating point"),
-        ("op_precision", "precision @ own point"),
-        ("op_recall", "recall @ own point"),
-        ("op_fp", "false alarms @ own point"),
-    )
-    return [(label, _fmt(pick(current, k)), _fmt(pick(new, k))) for k, label in labels_]
-
-
-def pr_points(report: dict[str, Any]) -> tuple[list[float], list[float]]:
-    """(recall, precision) of the report's threshold table (0.1 … 0.9), by recall."""
-    rows = sorted(report.get("image_level") or [], key=lambda r: float(r["recall"]))
-    return [float(r["recall"]) for r in rows], [float(r["precision"]) for r in rows]
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)

@@ -1,13 +1,18 @@
 """One child process driven by a QProcess: stdout as lines, a bounded stderr tail, cancel.
 
-Used by the training panel for ``python -m training ...`` / ``python -m engines build``. QProcess
-is asynchronous, so the GUI thread never waits on the child; cancel follows labelme's pattern of
-asking first (``terminate``: the child can close its files) and forcing after a grace period.
+Used by the training workflow (through ``QtJobRunner``) for ``python -m training ...`` /
+``python -m engines build``. QProcess is asynchronous, so the GUI thread never waits on the child;
+cancel follows labelme's pattern of asking first (``terminate``: the child can close its files)
+and forcing after a grace period.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from PySide6.QtCore import QObject, QProcess, QTimer, Signal
+from superqt.utils import create_worker
 
 CANCEL_GRACE_MS = 5000
 STDERR_KEEP = 64 * 1024  # the tail worth showing; TensorFlow can print megabytes
@@ -80,3 +85,52 @@ class ProcessJob(QObject):
         if not self._reported:
             self._reported = True
             self.done.emit(code, self._err.decode("utf-8", "replace"))
+
+
+class QtJobRunner(QObject):
+    """The training workflow's ``JobRunner`` in Qt: QProcess children, superqt worker calls.
+
+    Every callback runs on the GUI thread (QProcess signals and superqt's ``returned`` /
+    ``errored`` are delivered there), so the workflow is only ever touched from one thread.
+    """
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.job: ProcessJob | None = None
+
+    def run_process(
+        self,
+        command: list[str],
+        on_line: Callable[[str], None],
+        on_done: Callable[[int, str], None],
+    ) -> None:
+        job = ProcessJob(command, self)
+        job.line.connect(on_line)
+
+        def finished(code: int, err: str) -> None:
+            if self.job is job:
+                self.job = None
+            job.deleteLater()
+            on_done(code, err)
+
+        job.done.connect(finished)
+        self.job = job
+        job.start()
+
+    def cancel_process(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def run_call(
+        self, fn: Callable[[], Any], on_done: Callable[[Any, BaseException | None], None]
+    ) -> None:
+        worker = create_worker(fn, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda value: on_done(value, None))
+        worker.errored.connect(lambda exc: on_done(None, exc))
+        worker.start()
+
+    def kill(self, timeout_ms: int = 5000) -> None:
+        """Window closing: stop a running child now (it is not left behind)."""
+        if self.job is not None and self.job.running:
+            self.job.proc.kill()
+            self.job.proc.waitForFinished(timeout_ms)

@@ -11,6 +11,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 from superqt.utils import create_worker
 
+from app.station.headless import start_outputs
 from app.station.recipe import demo_recipe_path, load_recipe
 from app.station.session import InspectionSession
 from app.station.settings import Settings
@@ -40,11 +41,24 @@ class Station:
         self.settings = settings
         self.session = session
         self.bridge = SessionBridge(session)
+        self.hub = self._start_outputs(session)
         self.window = self._make_window()
         self._workers: set[Any] = set()
 
+    def _start_outputs(self, session: InspectionSession) -> Any:
+        """The recipe's plant outputs (OPC UA, Modbus, MQTT), as in a headless run; None when
+        it has none. A broken output shows as "error" on the Integration page, it never stops
+        the station from opening."""
+        try:
+            return start_outputs(session.recipe, self.settings, session)
+        except Exception as exc:  # noqa: BLE001 - the window still opens; the page says why
+            log.error("plant outputs not started: %s", exc)
+            session.log_event("error", f"plant outputs not started: {exc}")
+            return None
+
     def _make_window(self) -> MainWindow:
-        window = MainWindow(self.session, self.bridge, self.settings)
+        outputs = self.hub.statuses if self.hub is not None else None
+        window = MainWindow(self.session, self.bridge, self.settings, outputs=outputs)
         window.recipe_open_requested.connect(self.open_recipe)
         return window
 
@@ -59,18 +73,29 @@ class Station:
     def _replace_session(self, session: InspectionSession) -> None:
         old_session, old_window = self.session, self.window
         self.bridge.detach()
-        unlocked = not old_window.locked
+        old_hub, self.hub = self.hub, None
+        if old_hub is not None:
+            old_hub.close()
         geometry = old_window.saveGeometry()
         self.session = session
         self.bridge = SessionBridge(session)
+        self.hub = self._start_outputs(session)
         self.window = self._make_window()
-        if unlocked:  # the engineer who opened the recipe stays in engineer mode
-            self.window.lock.unlock(self.settings.engineer_pin)
+        # the engineer who opened the recipe stays in engineer mode
+        self.window.lock.grant(old_window.lock)
         self.window.restoreGeometry(geometry)
         self.window.show()
+        old_window.ask_before_close = False  # replaced, not quit: its session closes below
         old_window.close()
         old_window.deleteLater()
         self._keep(create_worker(old_session.close, _start_thread=False))
+
+    def autostart(self) -> bool:
+        """Start the line when the recipe says ``autostart`` (the demo does); True if it did."""
+        if not self.session.recipe.autostart:
+            return False
+        self.window.start()
+        return True
 
     def _keep(self, worker: Any) -> None:
         self._workers.add(worker)
@@ -80,14 +105,15 @@ class Station:
     def close(self) -> None:
         """After the event loop: detach and close the session (joins its threads, flushes)."""
         self.bridge.detach()
+        if self.hub is not None:
+            self.hub.close()
+            self.hub = None
         self.session.close()
 
 
 def _take_screenshot(station: Station, path: Path, frames: int, app: QApplication) -> None:
-    """Run the demo until ``frames`` results arrived, show the newest NG frame, grab, quit."""
+    """Run the demo until ``frames`` results arrived, grab the Run screen, quit."""
     window = station.window
-    window.lock.unlock(station.settings.engineer_pin)  # the picture shows the engineer's tabs
-    window.show_tab(window.rules_panel)
     count = 0
     done = False
 
@@ -96,9 +122,6 @@ def _take_screenshot(station: Station, path: Path, frames: int, app: QApplicatio
         if done:
             return
         done = True
-        ng = window.filmstrip.results()
-        if ng:
-            window.show_frame(ng[0])
         # one more turn of the event loop so the last draw and the stats reach the pixels
         QTimer.singleShot(300, lambda: _save(ok))
 
@@ -107,6 +130,7 @@ def _take_screenshot(station: Station, path: Path, frames: int, app: QApplicatio
         if not window.grab().save(str(path)):
             log.error("could not write the screenshot %s", path)
             ok = False
+        window.ask_before_close = False
         app.exit(0 if ok else 1)
 
     def on_result(_result: object) -> None:
@@ -117,7 +141,8 @@ def _take_screenshot(station: Station, path: Path, frames: int, app: QApplicatio
 
     station.bridge.result.connect(on_result)
     QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, lambda: grab(False))
-    window.controls.start()
+    if not station.session.running:
+        window.start()
 
 
 def run_gui(
@@ -147,6 +172,7 @@ def run_gui(
         return 2
     station = Station(session, settings)
     station.window.show()
+    station.autostart()
     if screenshot is not None:
         _take_screenshot(station, Path(screenshot), frames or SCREENSHOT_FRAMES, app)
     try:

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from shiboken6 import isValid
 from superqt.utils import FunctionWorker, create_worker
 
 from app.station.session import InspectionSession, source_options
@@ -61,6 +62,7 @@ class CameraBox(QGroupBox):
         self.trigger = QComboBox(self)
         self.trigger.addItems(list(TRIGGERS))
         self.apply_button = QPushButton("Apply to camera", self)
+        self.apply_button.setToolTip("Reopen the camera with these settings")
         self.apply_button.clicked.connect(lambda: self.apply_requested.emit(self.settings()))
         grid = QGridLayout(self)
         grid.addWidget(QLabel("Exposure", self), 0, 0)
@@ -125,7 +127,11 @@ class CameraBox(QGroupBox):
 
 
 class ControlsPanel(QWidget):
-    """Run controls, source and recipe choice, camera settings; every call on a worker."""
+    """Run controls, source and recipe choice, camera settings; every call on a worker.
+
+    The Start / Stop / Step row is its own widget (``run_buttons``): the window puts it on the
+    Run screen, while the source and camera boxes (this widget) go to the Source workspace.
+    """
 
     error = Signal(str)
     stepped = Signal(object)  # FrameResult of a single step
@@ -144,28 +150,42 @@ class ControlsPanel(QWidget):
         self._editable = True
         self._camera = source_options(session.recipe).camera
 
-        self.start_button = QPushButton("▶ Start", self)
-        self.stop_button = QPushButton("■ Stop", self)
-        self.step_button = QPushButton("Step", self)
-        self.step_button.setToolTip("Inspect one frame from the source")
-        run_row = QHBoxLayout()
+        self.run_buttons = QWidget(self)
+        self.start_button = QPushButton("▶ Start", self.run_buttons)
+        self.start_button.setToolTip("Start inspecting the line (F5 or Space)")
+        self.stop_button = QPushButton("■ Stop", self.run_buttons)
+        self.stop_button.setToolTip("Stop inspecting (F5 or Space); the verdict then says STOPPED")
+        self.step_button = QPushButton("Step", self.run_buttons)
+        self.step_button.setToolTip("Inspect one frame from the source, while stopped (F10)")
+        run_row = QHBoxLayout(self.run_buttons)
+        run_row.setContentsMargins(0, 0, 0, 0)
         for b in (self.start_button, self.stop_button, self.step_button):
+            b.setMinimumHeight(40)
             run_row.addWidget(b)
 
         self.kind = QComboBox(self)
         self.kind.addItems(list(SOURCE_KINDS))
+        self.kind.setToolTip("Kind of source: image folder, GenICam camera, video file, USB camera")
         self.stack = QStackedWidget(self)
         self.folder_button = QPushButton("Choose folder…", self)
+        self.folder_button.setToolTip(
+            "Inspect the images of a folder (replayed at the recipe's fps)"
+        )
         self.devices = QComboBox(self)
         self.devices.setPlaceholderText("no device listed")
+        self.devices.setToolTip("GenICam devices found by Refresh")
         self.refresh_button = QPushButton("Refresh", self)
         self.refresh_button.setToolTip("List GenICam devices (GenTL producers from the settings)")
         self.open_device_button = QPushButton("Open", self)
+        self.open_device_button.setToolTip("Use the chosen GenICam device as the source")
         self.open_device_button.setEnabled(False)  # until Refresh has listed a device
         self.video_button = QPushButton("Choose video…", self)
+        self.video_button.setToolTip("Inspect the frames of a video file")
         self.usb_index = QSpinBox(self)
         self.usb_index.setRange(0, 16)
+        self.usb_index.setToolTip("Index of the USB / V4L2 camera (0 = the first)")
         self.open_usb_button = QPushButton("Open", self)
+        self.open_usb_button.setToolTip("Use this USB camera as the source")
         self.stack.addWidget(self._row(self.folder_button))
         self.stack.addWidget(self._row(self.devices, self.refresh_button, self.open_device_button))
         self.stack.addWidget(self._row(self.video_button))
@@ -174,6 +194,7 @@ class ControlsPanel(QWidget):
         self.source_label = QLabel(self)
         self.source_label.setWordWrap(True)
         self.recipe_button = QPushButton("Open recipe…", self)
+        self.recipe_button.setToolTip("Open another product's recipe (model, rules, source)")
         self.camera = CameraBox(self)
         self.camera.apply_requested.connect(self.apply_camera)
 
@@ -186,9 +207,9 @@ class ControlsPanel(QWidget):
         source_layout.setColumnStretch(1, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(run_row)
         layout.addWidget(source_box)
         layout.addWidget(self.camera)
+        layout.addStretch(1)
 
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
@@ -236,6 +257,8 @@ class ControlsPanel(QWidget):
 
     def _finished(self, worker: FunctionWorker[Any]) -> None:
         self._workers.discard(worker)
+        if not isValid(self.start_button):
+            return  # the window closed while the worker ran (its result is of no use now)
         self._busy = bool(self._workers)
         self._update_buttons(self.session.running)
         self._show_source()

@@ -56,7 +56,7 @@ class Filmstrip(QWidget):
 
     def add_result(self, result: FrameResult) -> None:
         """Called for every result; only NG ones are kept."""
-        if result.inspection.verdict == "NG":
+        if result.inspection.verdict == "NG" and result.frame.image.size:
             self._results.append(result)
             self._refresh_throttled()
 

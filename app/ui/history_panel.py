@@ -1,9 +1,11 @@
 """History: the newest inspections from the results store, filtered, openable, exportable.
 
-Store queries run on the GUI thread but are bounded by the row limit (the store reads SQLite in
-WAL mode, so a query never waits for the pipeline's writer). Reading archived PNGs and writing the
-CSV are disk work of unknown size: they run on worker threads. The table refreshes at most once a
-second while results arrive, and only while the panel is visible.
+A view of ``HistoryQuery`` (app/station/history_query.py). Store queries run on the GUI thread
+but are bounded by the row limit (the store reads SQLite in WAL mode, so a query never waits for
+the pipeline's writer). Reading archived PNGs and writing the CSV are disk work of unknown size:
+they run on superqt workers. The table refreshes at most once a second while results arrive, and
+only while the panel is visible. An opened row is emitted as ``frame_requested``; the window shows
+it as REVIEW.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
@@ -25,9 +25,9 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
-    QDialog,
     QFileDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QSpinBox,
@@ -37,25 +37,15 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
-from app.station.frame import Frame
-from app.station.inspection import FrameResult, Inspection, Rules
-from app.station.inspector import binary_mask
-from app.station.session import InspectionSession
+from app.station.history_query import MAX_ROWS, TIME_RANGES, VERDICTS, HistoryQuery
+from app.station.inspection import FrameResult
 from app.station.store import StoredInspection
-from app.ui._workers import RunningWorkers
 from app.ui.bridge import SessionBridge
 
-# label -> seconds back from now (None = no lower bound)
-TIME_RANGES: tuple[tuple[str, float | None], ...] = (
-    ("last hour", 3600.0),
-    ("last 8 h", 8 * 3600.0),
-    ("last 24 h", 24 * 3600.0),
-    ("last 7 days", 7 * 24 * 3600.0),
-    ("all", None),
-)
-ALL_MODELS = "all models"
+__all__ = ["HistoryPanel"]
+
 _COLUMNS = ("time", "frame", "verdict", "defects", "area px", "reasons", "model", "thr", "archived")
-_NG_BRUSH = QColor(255, 90, 90, 70)
+_BRUSHES = {"NG": QColor(255, 90, 90, 70), "ERROR": QColor(255, 170, 0, 80)}
 
 
 class _RowsModel(QAbstractTableModel):
@@ -81,8 +71,10 @@ class _RowsModel(QAbstractTableModel):
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = 0) -> Any:
         r = self.rows[index.row()]
-        if role == Qt.ItemDataRole.BackgroundRole and r.verdict == "NG":
-            return _NG_BRUSH
+        if role == Qt.ItemDataRole.BackgroundRole:
+            return _BRUSHES.get(r.verdict)
+        if role == Qt.ItemDataRole.ToolTipRole and _COLUMNS[index.column()] in ("reasons", "model"):
+            return "; ".join(r.reasons) if _COLUMNS[index.column()] == "reasons" else r.model_id
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         return (
@@ -98,68 +90,47 @@ class _RowsModel(QAbstractTableModel):
         )[index.column()]
 
 
-def result_from_archive(row: StoredInspection, image: np.ndarray, mask: np.ndarray) -> FrameResult:
-    """An archived NG frame as a FrameResult the live view can draw and the label panel edit.
-
-    The archive keeps the thresholded mask, not the probability map, so the map is the mask
-    (1.0 inside, 0.0 outside): re-judging it at any threshold gives back the archived defects.
-    """
-    frame = Frame(
-        image=image,
-        frame_id=row.frame_id,
-        timestamp=row.timestamp,
-        source=row.source,
-        metadata={"path": str(row.image_path), "store_id": row.id, "archived": True},
-    )
-    inspection = Inspection(
-        frame_id=row.frame_id,
-        source=row.source,
-        timestamp=row.timestamp,
-        verdict="NG" if row.verdict == "NG" else "PASS",
-        reasons=row.reasons,
-        defects=row.defects,
-        rules=Rules(threshold=row.threshold, min_area_px=row.min_area_px),
-        model_id=row.model_id,
-        timings_ms=dict(row.timings_ms),
-    )
-    prob = (mask > 0).astype(np.float32)
-    prob.flags.writeable = False
-    return FrameResult(frame=frame, prob=prob, inspection=inspection)
-
-
 class HistoryPanel(QWidget):
-    """Recent inspections with verdict / time / model filters, open on double-click, CSV export."""
+    """Recent inspections with verdict / time / model filters, open on double-click, CSV export.
 
-    frame_opened = Signal(object)  # FrameResult opened from the history
+    Opening a row emits ``frame_requested`` (the window shows it as REVIEW); the panel never
+    reaches into the window.
+    """
+
+    error = Signal(str)
+    frame_requested = Signal(object)  # FrameResult opened from the history
     exported = Signal(str, int)  # path, rows written
 
     def __init__(
-        self, session: InspectionSession, bridge: SessionBridge, parent: QWidget | None = None
+        self, query: HistoryQuery, bridge: SessionBridge, parent: QWidget | None = None
     ) -> None:
         super().__init__(parent)
-        self.session = session
-        self.bridge = bridge
+        self.query = query
         self._dirty = True
-        self._models_seen: set[str] = set()
-        self._workers = RunningWorkers()
-        self._viewer: _FrameViewer | None = None
+        f = query.filters
 
         self.verdict = QComboBox()
-        self.verdict.addItems(["all", "NG", "PASS"])
+        self.verdict.addItems(list(VERDICTS))
+        self.verdict.setCurrentText(f.verdict)
+        self.verdict.setToolTip("Show only inspections with this verdict")
         self.period = QComboBox()
         self.period.addItems([label for label, _ in TIME_RANGES])
-        self.period.setCurrentText("last 24 h")
+        self.period.setCurrentText(f.period)
+        self.period.setToolTip("How far back to look")
         self.model_filter = QComboBox()
-        self.model_filter.addItem(ALL_MODELS)
-        self.limit = QSpinBox(minimum=1, maximum=10_000, value=200, singleStep=100)
+        self.model_filter.addItems(query.model_choices())
+        self.model_filter.setToolTip("Show only inspections judged by this model")
+        self.limit = QSpinBox(minimum=1, maximum=MAX_ROWS, value=f.limit, singleStep=100)
         self.limit.setToolTip("Most rows shown (newest first)")
         refresh = QPushButton("Refresh")
+        refresh.setToolTip("Query the results database again now")
         refresh.clicked.connect(self.refresh)
         self.export_btn = QPushButton("Export CSV…")
+        self.export_btn.setToolTip("Write every row matching the filters (not only those shown)")
         self.export_btn.clicked.connect(self._ask_export)
         for combo in (self.verdict, self.period, self.model_filter):
-            combo.currentTextChanged.connect(self.refresh)
-        self.limit.valueChanged.connect(self.refresh)
+            combo.currentTextChanged.connect(self._filters_changed)
+        self.limit.valueChanged.connect(self._filters_changed)
         bar = QHBoxLayout()
         for label, w in (("Verdict", self.verdict), ("Time", self.period), ("Model", self.model_filter),
                          ("Rows", self.limit)):  # fmt: skip
@@ -172,10 +143,21 @@ class HistoryPanel(QWidget):
         self.model = _RowsModel()
         self.table = QTableView()
         self.table.setModel(self.model)
+        self.table.setToolTip("Double-click a row to open the frame with its overlay (REVIEW)")
         self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QTableView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        # fits the workspace without a sideways scroll bar: short columns take what they need,
+        # reasons and model share the rest (elided, full text in the tooltip of the cell)
+        header = self.table.horizontalHeader()
+        for column, name in enumerate(_COLUMNS):
+            mode = (
+                QHeaderView.ResizeMode.Stretch
+                if name in ("reasons", "model")
+                else QHeaderView.ResizeMode.ResizeToContents
+            )
+            header.setSectionResizeMode(column, mode)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.doubleClicked.connect(lambda index: self.open_row(index.row()))
         self.status = QLabel("Double-click a row to open the frame with its overlay.")
         self.status.setWordWrap(True)
@@ -196,14 +178,20 @@ class HistoryPanel(QWidget):
     # -------------------------------------------------------------- filters
     def filters(self) -> dict[str, Any]:
         """The current filters in ``store.recent`` / ``store.export_csv`` keywords."""
-        verdict = self.verdict.currentText()
-        seconds = dict(TIME_RANGES)[self.period.currentText()]
-        model = self.model_filter.currentText()
-        return {
-            "verdict": None if verdict == "all" else verdict,
-            "since": None if seconds is None else time.time() - seconds,
-            "model_id": None if model == ALL_MODELS else model,
-        }
+        return self.query.store_filters()
+
+    def _filters_changed(self, *_: object) -> None:
+        try:
+            self.query.set_filters(
+                verdict=self.verdict.currentText(),
+                period=self.period.currentText(),
+                model=self.model_filter.currentText() or self.query.filters.model,
+                limit=self.limit.value(),
+            )
+        except ValueError as exc:
+            self.status.setText(str(exc))
+            return
+        self.refresh()
 
     def _mark_dirty(self, _result: object = None) -> None:
         self._dirty = True
@@ -220,77 +208,47 @@ class HistoryPanel(QWidget):
     def refresh(self) -> None:
         self._dirty = False
         try:
-            rows = self.session.store.recent(limit=self.limit.value(), **self.filters())
+            rows = self.query.rows()
         except Exception as exc:  # noqa: BLE001 - a locked / broken DB must not break the GUI
             self.status.setText(f"History unavailable: {exc}")
             return
         self.model.set_rows(rows)
-        self._note_models(r.model_id for r in rows)
-
-    def _note_models(self, ids: Any) -> None:
-        new = {i for i in ids if i} - self._models_seen
-        if new:
-            self._models_seen |= new
-            current = self.model_filter.currentText()
+        choices = self.query.model_choices()
+        if [self.model_filter.itemText(i) for i in range(self.model_filter.count())] != choices:
             self.model_filter.blockSignals(True)
             self.model_filter.clear()
-            self.model_filter.addItems([ALL_MODELS, *sorted(self._models_seen)])
-            self.model_filter.setCurrentText(current)
+            self.model_filter.addItems(choices)
+            self.model_filter.setCurrentText(self.query.filters.model)
             self.model_filter.blockSignals(False)
 
     # ----------------------------------------------------------------- open
     def open_row(self, index: int) -> None:
         """Open row ``index``: from memory when still kept (full map), else from the archive."""
         row = self.model.rows[index]
-        for kept in reversed(self.session.history()):
-            ins = kept.inspection
-            if (
-                ins.frame_id == row.frame_id
-                and ins.source == row.source
-                and abs(ins.timestamp - row.timestamp) < 1e-3
-            ):
-                self._show(kept, f"frame #{row.frame_id} (still in memory)")
-                return
+        kept = self.query.in_memory(row)
+        if kept is not None:  # no disk: at once
+            self._show((kept, f"frame #{row.frame_id} (still in memory)"))
+            return
         if row.image_path is None:
-            what = "PASS frames are not archived" if row.verdict == "PASS" else "not archived"
-            self.status.setText(
-                f"Frame #{row.frame_id} has no stored image ({what}; only NG frames are kept on "
-                "disk) and it is no longer in memory."
-            )
+            try:
+                self.query.open(row)  # raises with the message that explains why not
+            except Exception as exc:  # noqa: BLE001 - shown, never fatal
+                self.status.setText(str(exc))
             return
         self.status.setText(f"Loading frame #{row.frame_id} from {row.image_path} …")
-        worker = create_worker(_load_archived, self.session.store, row, _ignore_errors=True)
+        worker = create_worker(self.query.open, row, _start_thread=False, _ignore_errors=True)
         # Bound methods, not lambdas: Qt drops the connection if this panel is deleted first.
-        worker.returned.connect(self._archived)
+        worker.returned.connect(self._show)
         worker.errored.connect(self._open_failed)
-        self._workers.start(worker)
+        worker.start()
 
     def _open_failed(self, exc: BaseException) -> None:
         self.status.setText(f"Cannot open the frame: {exc}")
 
-    def _archived(self, loaded: tuple[StoredInspection, Any]) -> None:
-        row, pair = loaded
-        if pair is None:
-            self.status.setText(
-                f"The archived image of frame #{row.frame_id} is missing or unreadable."
-            )
-            return
-        image, mask = pair
-        self._show(result_from_archive(row, image, mask), f"frame #{row.frame_id} from the archive")
-
-    def _show(self, result: FrameResult, what: str) -> None:
-        show = getattr(self.window(), "show_frame", None)
-        if callable(show):
-            show(result)
-            self.status.setText(
-                f"Showing {what} in the live view (Resume live to follow the line)."
-            )
-        else:
-            if self._viewer is None:
-                self._viewer = _FrameViewer(self)
-            self._viewer.show_result(result)
-            self.status.setText(f"Showing {what}.")
-        self.frame_opened.emit(result)
+    def _show(self, opened: tuple[FrameResult, str]) -> None:
+        result, what = opened
+        self.status.setText(f"Showing {what} for review (Back to live to follow the line).")
+        self.frame_requested.emit(result)
 
     # ---------------------------------------------------------------- export
     def _ask_export(self) -> None:
@@ -302,13 +260,14 @@ class HistoryPanel(QWidget):
 
     def export_csv(self, path: str | Path) -> None:
         """Write every row matching the current filters (not only the shown ones) to ``path``."""
-        filters = self.filters()
         self.export_btn.setEnabled(False)
         self.status.setText(f"Exporting to {path} …")
-        worker = create_worker(_export, self.session.store, path, filters, _ignore_errors=True)
+        worker = create_worker(
+            self.query.export_csv, path, _start_thread=False, _ignore_errors=True
+        )
         worker.returned.connect(self._exported)
         worker.errored.connect(self._export_failed)
-        self._workers.start(worker)
+        worker.start()
 
     def _exported(self, written: tuple[str, int]) -> None:
         path, n = written
@@ -318,49 +277,6 @@ class HistoryPanel(QWidget):
 
     def _export_failed(self, exc: BaseException) -> None:
         self.export_btn.setEnabled(True)
-        self.status.setText(f"CSV export failed: {exc}")
-
-
-def _load_archived(store: Any, row: StoredInspection) -> tuple[StoredInspection, Any]:
-    return row, store.load_archived(row)
-
-
-def _export(store: Any, path: str | Path, filters: dict[str, Any]) -> tuple[str, int]:
-    return str(path), int(store.export_csv(path, **filters))
-
-
-class _FrameViewer(QDialog):
-    """Image + defect mask, for when the panel is used outside the main window."""
-
-    def __init__(self, parent: QWidget) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Inspection")
-        self.resize(640, 560)
-        view = pg.GraphicsLayoutWidget()
-        vb = view.addViewBox(lockAspect=True, invertY=True)
-        self.image = pg.ImageItem(axisOrder="row-major")
-        self.mask = pg.ImageItem(axisOrder="row-major")
-        vb.addItem(self.image)
-        vb.addItem(self.mask)
-        self._vb = vb
-        self.caption = QLabel("")
-        lay = QVBoxLayout(self)
-        lay.addWidget(view, 1)
-        lay.addWidget(self.caption)
-
-    def show_result(self, result: FrameResult) -> None:
-        img = result.frame.image
-        top = 65535 if img.dtype == np.uint16 else 255
-        shown = img[..., ::-1] if img.ndim == 3 else img  # BGR -> RGB
-        self.image.setImage(np.ascontiguousarray(shown), autoLevels=False, levels=(0, top))
-        lut = np.zeros((256, 4), np.uint8)
-        lut[1:] = (255, 40, 40, 140)
-        on = binary_mask(result.prob, result.inspection.rules)
-        self.mask.setImage(on, autoLevels=False, levels=(0, 255), lut=lut)
-        self._vb.autoRange(padding=0.02)
-        ins = result.inspection
-        self.caption.setText(
-            f"#{ins.frame_id} {ins.verdict}: {'; '.join(ins.reasons) or 'no defect'}"
-        )
-        self.show()
-        self.raise_()
+        message = f"CSV export failed: {exc}"
+        self.status.setText(message)
+        self.error.emit(message)

@@ -33,6 +33,13 @@ from app.station.inspector import binary_mask
 ZONE_COLOURS = {"include": "#4caf50", "exclude": "#9e9e9e", "critical": "#f44336"}
 MASK_COLOURS = {"red": (255, 40, 40), "magenta": (255, 0, 255), "yellow": (255, 235, 0)}
 MAX_LABELS = 20  # text items are costly to lay out; beyond this only boxes are drawn
+# The view header: what the picture is. REVIEW is blue, a colour no verdict uses, so a frame under
+# review is never read as the live line.
+VIEW_STYLE = {
+    "live": ("#1b5e20", "white"),
+    "review": ("#1565c0", "white"),
+    "stopped": ("#424242", "#eeeeee"),
+}
 
 
 def _levels_for(image: NDArray) -> tuple[float, float]:
@@ -95,11 +102,18 @@ class LivePanel(QWidget):
         self._zone_items: list[pg.GraphicsObject] = []
         self.graphics.scene().sigMouseClicked.connect(self._on_scene_click)
 
+        self.view_header = QLabel("", self)
+        font = self.view_header.font()
+        font.setPointSize(font.pointSize() + 3)
+        font.setBold(True)
+        self.view_header.setFont(font)
+        self.view_header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.view_kind = ""
         self.caption = QLabel("no frame yet", self)
         # a long source path must not widen the window: the caption gives way, the tools do not
         self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.live_button = QPushButton("Back to live", self)
-        self.live_button.setToolTip("Follow the newest result again")
+        self.live_button = QPushButton("Back to live (Esc)", self)
+        self.live_button.setToolTip("Leave the frame under review and follow the line again")
         self.live_button.clicked.connect(self.resume_requested)
         self.live_button.setVisible(False)
         self.show_mask = QCheckBox("Mask", self)
@@ -115,51 +129,85 @@ class LivePanel(QWidget):
         self.opacity = QSlider(Qt.Orientation.Horizontal, self)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(50)
-        self.opacity.setFixedWidth(110)
+        self.opacity.setMinimumWidth(50)
+        self.opacity.setMaximumWidth(140)
         self.opacity.setToolTip("Mask opacity")
         self.opacity.valueChanged.connect(lambda v: self.mask_item.setOpacity(v / 100.0))
         fit = QPushButton("Fit", self)
         fit.setToolTip("Zoom to the whole image (wheel zooms, drag pans)")
         fit.clicked.connect(lambda: self.view.autoRange(padding=0.0))
 
+        # two short rows rather than one long one: beside a wide workspace the image column is
+        # narrow, and its tools must not force a sideways scroll bar on the window
         bar = QHBoxLayout()
         bar.addWidget(self.caption, 1)
         bar.addWidget(self.live_button)
-        for w in (self.show_mask, self.show_boxes, self.show_zones, self.colour):
-            bar.addWidget(w)
-        bar.addWidget(QLabel("opacity", self))
-        bar.addWidget(self.opacity)
         bar.addWidget(fit)
+        tools = QHBoxLayout()
+        for w in (self.show_mask, self.show_boxes, self.show_zones, self.colour, self.opacity):
+            tools.addWidget(w)
+        tools.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.view_header)
         layout.addWidget(self.graphics, 1)
         layout.addLayout(bar)
+        layout.addLayout(tools)
+        self.show_mask.setToolTip("Show the defect mask (every pixel over the threshold)")
+        self.show_boxes.setToolTip("Show the boxes and labels of the counted defects")
+        self.show_zones.setToolTip("Show the rule zones")
         self.set_mask_colour(self.colour.currentText())
         self.mask_item.setOpacity(0.5)
+        self.set_view("stopped", "STOPPED · no frame yet")
+
+    def set_view(self, kind: str, text: str) -> None:
+        """The header over the picture and the colour of its frame: ``live``, ``review`` or
+        ``stopped`` (what the window's view state says the picture is)."""
+        if (kind, text) == (self.view_kind, self.view_header.text()):
+            return
+        self.view_kind = kind
+        bg, fg = VIEW_STYLE.get(kind, VIEW_STYLE["stopped"])
+        self.view_header.setText(text)
+        self.view_header.setStyleSheet(f"background:{bg}; color:{fg}; padding:4px 8px;")
+        # a thick border in the same colour: the whole picture says REVIEW, not only a caption
+        self.graphics.setStyleSheet(f"border: 4px solid {bg};")
+        self.live_button.setVisible(kind == "review")
 
     # --- what is shown --------------------------------------------------------------------------
-    def show_result(self, result: FrameResult, *, live: bool = True) -> None:
+    def show_result(self, result: FrameResult) -> None:
         self._result = result
         image = result.frame.image
+        insp = result.inspection
+        if image.size == 0:  # an unreadable frame (ERROR): nothing to draw but its reason
+            self.image_item.clear()
+            self.mask_item.clear()
+            self.box_item.setData([], [])
+            for label in self._labels:
+                label.setVisible(False)
+            why = getattr(insp, "error", None) or "; ".join(insp.reasons)
+            self.caption.setText(f"frame {insp.frame_id} · {insp.source} · {insp.verdict}: {why}")
+            return
         # BGR (OpenCV order) -> RGB as a view, no copy
         shown = image[..., ::-1] if image.ndim == 3 else image
         self.image_item.setImage(shown, autoLevels=False, levels=_levels_for(image))
         # every pixel over the threshold, also blobs below the minimum area: an engineer tuning
         # the area rule needs to see what it filters out (the boxes show what was counted)
-        mask = binary_mask(result.prob, result.inspection.rules)
-        self.mask_item.setImage(mask, autoLevels=False, levels=(0, 255))
+        if result.prob is not None:
+            mask = binary_mask(result.prob, insp.rules)
+            self.mask_item.setImage(mask, autoLevels=False, levels=(0, 255))
+        else:
+            self.mask_item.clear()
         if image.shape[:2] != (self._shape or ())[:2]:
             self._shape = image.shape
             self.view.autoRange(padding=0.0)  # only when the size changes: keep the user's zoom
         self._draw_defects(result)
-        self.set_zones(result.inspection.rules.zones)
-        insp = result.inspection
-        state = "live" if live else "paused"
+        self.set_zones(insp.rules.zones)
         self.caption.setText(
-            f"frame {insp.frame_id} · {insp.source} · {insp.verdict} · "
-            f"{len(insp.defects)} defect(s) · {state}"
+            f"frame {insp.frame_id} · {insp.verdict} · {len(insp.defects)} defect(s) · "
+            f"{insp.source}"
         )
-        self.live_button.setVisible(not live)
+        self.caption.setToolTip(self.caption.text())
 
     def _draw_defects(self, result: FrameResult) -> None:
         defects = result.inspection.defects

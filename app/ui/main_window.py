@@ -1,7 +1,9 @@
-"""The station window: assembles the panels, owns the "frame on screen" and the engineer lock.
+"""The station window: a Run screen for the operator and Setup workspaces beside the image.
 
-No panel talks to another directly; the window wires them. It holds one piece of state of its
-own: which result is on screen (the newest, while live; a chosen one, while paused).
+The window assembles; it owns no state of its own beyond layout. Which frame is on screen and
+whether it is live or under review lives in :class:`~app.station.view_state.ViewState` (Qt-free;
+the label panel follows it too), the banner's verdict in the Run screen's ``LineBanner``, the rules
+in the rules panel's ``RulesModel``. Every panel is placed in a workspace picked on the left rail.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QCoreApplication, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QFrame,
     QLabel,
     QMainWindow,
-    QScrollArea,
+    QMessageBox,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -27,23 +28,44 @@ from app.station.inspection import FrameResult, Rules
 from app.station.session import InspectionSession
 from app.station.settings import Settings
 from app.station.stats import SessionStats
+from app.station.view_state import ViewState
+from app.ui._keys import BY_NAME
+from app.ui._status import StatusStrip, view_text
+from app.ui.audit_panel import AuditPanel
 from app.ui.bridge import SessionBridge
 from app.ui.controls import ControlsPanel
+from app.ui.events_panel import EventsPanel
 from app.ui.filmstrip import Filmstrip
-from app.ui.history_panel import HistoryPanel
-from app.ui.label_panel import LabelPanel
+from app.ui.help_dialog import KeyboardHelp
+from app.ui.integration_panel import IntegrationPanel, PlcIndicator, StatusSource
 from app.ui.live_panel import LivePanel
 from app.ui.lock import EngineerLock, PinDialog
-from app.ui.rules_panel import RulesApplier, RulesPanel
-from app.ui.stats_panel import StatsPanel
-from app.ui.train_panel import TrainPanel
-from app.ui.validation_panel import ValidationPanel
-from app.ui.verdict import VerdictPanel
-from app.ui.zone_editor import ZoneEditor
+from app.ui.panels import build_setup_panels, shutdown_setup_panels
+from app.ui.run_screen import RunScreen
+from app.ui.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
 
 DISPLAY_INTERVAL_MS = 33  # ~30 Hz: faster than that nobody sees it, and it costs the GUI thread
+
+# (key, rail title, engineer only, what it is for) in rail order
+SETUP = (
+    ("rules", "Rules", True, "thresholds and defect rules, re-judging the frame on screen"),
+    ("zones", "Zones", True, "include / exclude / critical zones drawn on the image"),
+    ("validation", "Validation", True, "threshold table and PR curve on a validation folder"),
+    ("label", "Label", True, "paint a missed defect or mark a false alarm into the dataset"),
+    ("train", "Train && Deploy", True, "retrain, compare, deploy or roll back the model"),
+    ("source", "Source", True, "image folder, camera or video, camera settings, recipe file"),
+    ("history", "History", False, "recent inspections; reopen an archived frame for review"),
+    ("stats", "Stats", False, "yield over time, defect Pareto, CSV export"),
+    ("events", "Events", False, "errors, alarms, frames not judged, model swaps, recipe saves"),
+    (
+        "integration",
+        "Integration",
+        False,
+        "the plant outputs (OPC UA, Modbus, MQTT) and their state",
+    ),
+)
 
 
 class MainWindow(QMainWindow):
@@ -57,224 +79,341 @@ class MainWindow(QMainWindow):
         bridge: SessionBridge,
         settings: Settings,
         parent: QWidget | None = None,
+        *,
+        outputs: StatusSource | None = None,
     ) -> None:
+        """``outputs``: the output hub's ``statuses`` (the Integration page and the PLC lamp);
+        None when the station runs no plant outputs."""
         super().__init__(parent)
         self.session = session
         self.bridge = bridge
         self.settings = settings
-        self._current: FrameResult | None = None
-        self._live = True
-        self.setWindowTitle("Inspection station")
+        self.ask_before_close = True  # False for a window replaced by code (new recipe, tests)
+        self.view = ViewState()
+        self._line = bridge.line_state_now()
+        self._shown: FrameResult | None = None
 
-        self.lock = EngineerLock(settings.engineer_pin, self)
+        self.lock = EngineerLock(settings, self, on_event=self._lock_event)
         self.live_panel = LivePanel(self)
-        self.verdict_panel = VerdictPanel(self)
         self.filmstrip = Filmstrip(parent=self)
         self.controls = ControlsPanel(session, bridge, self)
-        self.rules = RulesApplier(session, self)
-        self.rules_panel = RulesPanel(session, bridge, self.rules, self)
-        self.zone_editor = ZoneEditor(session, bridge, self.live_panel, self.rules, self)
-        self.validation_panel = ValidationPanel(session, bridge, self)
-        self.label_panel = LabelPanel(session, bridge, self)
-        self.train_panel = TrainPanel(session, bridge, self)
-        self.history_panel = HistoryPanel(session, bridge, self)
-        self.stats_panel = StatsPanel(session, bridge, self)
-        self.tabs = QTabWidget(self)
-        # (panel, its page in the tabs, tab title, engineer only) in tab order
-        self._tabs: list[tuple[QWidget, QScrollArea, str, bool]] = [
-            (panel, self._page(panel), title, engineer_only)
-            for panel, title, engineer_only in (
-                (self.rules_panel, "Rules", True),
-                (self.zone_editor, "Zones", True),
-                (self.validation_panel, "Validation", True),
-                (self.label_panel, "Label", True),
-                (self.train_panel, "Train", True),
-                (self.history_panel, "History", False),
-                (self.stats_panel, "Stats", False),
-            )
-        ]
+        self.run_screen = RunScreen(
+            self.controls.run_buttons, hold_s=session.recipe.ng_hold_s, parent=self
+        )
+        self.verdict_panel = self.run_screen.verdict_panel
+        self.panels = build_setup_panels(session, bridge, self.view, self.lock, self)
+        self.rules_panel = self.panels["rules"]
+        self.rules_model = self.rules_panel.model  # type: ignore[attr-defined]
+        self.zone_editor = self.panels["zones"]
+        self.validation_panel = self.panels["validation"]
+        self.label_panel = self.panels["label"]
+        self.train_panel = self.panels["train"]
+        self.history_panel = self.panels["history"]
+        self.stats_panel = self.panels["stats"]
+        self.events_panel = EventsPanel(session.events.records(), self)
+        statuses: StatusSource = outputs or list
+        self.integration_panel = IntegrationPanel(statuses, self)
+        self.plc_lamp = PlcIndicator(statuses, self)
+        self.run_screen.add_status(self.plc_lamp)
+        audit = getattr(session, "audit", None)
+        self.audit_panel = AuditPanel(audit, self) if audit is not None else None
+        self.workspaces = Workspaces(self)
+        self.strip = StatusStrip(self)
+        self.status_view = QLabel("", self)
+        self.statusBar().addPermanentWidget(self.status_view)
+        self._build_workspaces()
         self._build_layout()
         self._build_menus()
-        self.lock_label = QLabel(self)
-        self.statusBar().addPermanentWidget(self.lock_label)
-
-        self._draw_live = qthrottled(self._show_live, timeout=DISPLAY_INTERVAL_MS, parent=self)
-        bridge.result.connect(self._on_result)
-        bridge.rejudged.connect(self._on_rejudged)
-        bridge.stats.connect(self._on_stats)
-        bridge.alarm.connect(self.verdict_panel.show_alarm)
-        bridge.error.connect(self.notify_error)
-        bridge.state.connect(self._on_state)
-        self.live_panel.resume_requested.connect(self.resume_live)
-        self.filmstrip.frame_clicked.connect(self.show_frame)
-        self.controls.stepped.connect(self._on_stepped)
-        self.controls.error.connect(self.notify_error)
-        self.controls.recipe_open_requested.connect(self.recipe_open_requested)
-        self.rules.changed.connect(self._on_rules_changed)
-        self.rules.error.connect(self.notify_error)
-        self.rules_panel.error.connect(self.notify_error)
-        self.validation_panel.error.connect(self.notify_error)
-        self.lock.locked_changed.connect(self._apply_lock)
-        self.lock.locked_changed.connect(self.locked_changed)
+        self._wire()
+        self._enable_run_actions()
         self._apply_lock(self.lock.locked)
-        self.live_panel.show_rules(session.rules)
-        self.validation_panel.set_rules(session.rules)
-        self.verdict_panel.show_stats(session.stats())
+        self.live_panel.show_rules(self.rules_model.rules)
+        self.run_screen.set_line(self._line, session.fault)
+        self.run_screen.show_stats(session.stats())
+        self.strip.show_session(session, self._line)
         latest = session.latest()
         if latest is not None:
-            self._set_current(latest)
+            self.view.show_live(latest)
+        self._show_view()
         self._restore_geometry()
 
-    # --- layout --------------------------------------------------------------------------------------
-    def _page(self, panel: QWidget) -> QScrollArea:
-        """A tab page that scrolls: a wide panel must not squeeze the operator's live image."""
-        page = QScrollArea(self)
-        page.setWidgetResizable(True)
-        page.setFrameShape(QFrame.Shape.NoFrame)
-        page.setWidget(panel)
-        return page
+    # --- layout --------------------------------------------------------------------------------
+    def _build_workspaces(self) -> None:
+        ws = self.workspaces
+        ws.add("run", "Run", self.run_screen, engineer=False, tip="the operator's screen")
+        pages = {
+            **self.panels,
+            "history": self._history_page(),
+            "source": self.controls,
+            "events": self.events_panel,
+            "integration": self.integration_panel,
+        }
+        for key, title, engineer, tip in SETUP:
+            ws.add(key, title, pages[key], engineer=engineer, tip=tip)
+        ws.changed.connect(self._on_workspace)
 
-    def has_tab(self, panel: QWidget) -> bool:
-        """True when ``panel`` is in the tabs now (engineer panels leave them when locked)."""
-        return any(p is panel and self.tabs.indexOf(page) >= 0 for p, page, _, _ in self._tabs)
-
-    def show_tab(self, panel: QWidget) -> None:
-        for p, page, _, _ in self._tabs:
-            if p is panel and self.tabs.indexOf(page) >= 0:
-                self.tabs.setCurrentWidget(page)
+    def _history_page(self) -> QWidget:
+        """Inspections and, when the session keeps one, the audit trail (who changed what)."""
+        if self.audit_panel is None:
+            return self.history_panel
+        tabs = QTabWidget(self)
+        tabs.addTab(self.history_panel, "Inspections")
+        tabs.addTab(self.audit_panel, "Audit trail")
+        tabs.setTabToolTip(1, "Hash-chained record of every change: rules, models, PIN, start/stop")
+        return tabs
 
     def _build_layout(self) -> None:
-        left = QSplitter(Qt.Orientation.Vertical, self)
-        left.addWidget(self.live_panel)
-        left.addWidget(self.filmstrip)
-        left.setStretchFactor(0, 1)
-        left.setCollapsible(0, False)
-        right = QWidget(self)
-        column = QVBoxLayout(right)
-        column.setContentsMargins(4, 0, 0, 0)
-        column.addWidget(self.verdict_panel)
-        column.addWidget(self.controls)
-        column.addWidget(self.tabs, 1)
-        split = QSplitter(Qt.Orientation.Horizontal, self)
-        split.addWidget(left)
-        split.addWidget(right)
-        split.setStretchFactor(0, 1)
-        split.setSizes([1050, 550])
-        self.setCentralWidget(split)
+        image_column = QWidget(self)
+        column = QVBoxLayout(image_column)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.live_panel, 1)
+        column.addWidget(self.filmstrip)
+        self.split = QSplitter(Qt.Orientation.Horizontal, self)
+        self.split.addWidget(image_column)
+        self.split.addWidget(self.workspaces)
+        self.split.setCollapsible(0, False)
+        self.split.setCollapsible(1, False)
+        self.split.setStretchFactor(0, 1)
+        central = QWidget(self)
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.strip)
+        layout.addWidget(self.split, 1)
+        self.setCentralWidget(central)
+        self.addToolBar(Qt.ToolBarArea.LeftToolBarArea, self.workspaces.rail)
         self.resize(1600, 1000)
+
+    def _action(self, menu: object, name: str, text: str) -> QAction:
+        action = QAction(text, self)
+        key = BY_NAME.get(name)
+        if key is not None:
+            action.setShortcuts([QKeySequence(k) for k in key.keys])
+            action.setToolTip(key.what)
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        menu.addAction(action)  # type: ignore[attr-defined]
+        setattr(self, name, action)
+        return action
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        self.open_recipe_action = file_menu.addAction("Open recipe…")
-        self.open_recipe_action.triggered.connect(self.controls.recipe_button.click)
-        self.save_recipe_action = file_menu.addAction("Save recipe")
-        self.save_recipe_action.setShortcut(QKeySequence.StandardKey.Save)
-        self.save_recipe_action.triggered.connect(self.rules_panel.save)
-        self.revert_recipe_action = file_menu.addAction("Revert recipe")
-        self.revert_recipe_action.triggered.connect(self.rules_panel.revert)
+        self._action(file_menu, "open_recipe_action", "Open recipe…").triggered.connect(
+            self.controls.recipe_button.click
+        )
+        self._action(file_menu, "save_recipe_action", "Save recipe").triggered.connect(
+            self.rules_panel.save  # type: ignore[attr-defined]
+        )
+        self._action(file_menu, "revert_recipe_action", "Revert recipe").triggered.connect(
+            self.rules_panel.revert  # type: ignore[attr-defined]
+        )
         file_menu.addSeparator()
-        quit_action = file_menu.addAction("Quit")
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
+        self._action(file_menu, "quit_action", "Quit").triggered.connect(self.close)
 
         station = bar.addMenu("&Station")
-        self.start_action = station.addAction("Start")
-        self.start_action.triggered.connect(self.controls.start)
-        self.stop_action = station.addAction("Stop")
-        self.stop_action.triggered.connect(self.controls.stop)
-        self.step_action = station.addAction("Single step")
-        self.step_action.triggered.connect(self.controls.step)
+        self._action(station, "start_action", "Start").triggered.connect(self.start)
+        self._action(station, "stop_action", "Stop").triggered.connect(self.controls.stop)
+        self._action(station, "step_action", "Single step").triggered.connect(self.controls.step)
         station.addSeparator()
-        live = station.addAction("Back to live")
-        live.triggered.connect(self.resume_live)
+        self._action(station, "pause_action", "Freeze view (review this frame)").triggered.connect(
+            self.view.pause
+        )
+        self._action(station, "live_action", "Back to live").triggered.connect(self.resume_live)
+        self._action(station, "ack_action", "Acknowledge NG").triggered.connect(
+            self.run_screen.acknowledge
+        )
+
+        view = bar.addMenu("&Workspace")
+        for key in self.workspaces.keys():
+            view.addAction(self.workspaces.get(key).action)
+        self.run_screen_action = self.workspaces.get("run").action
+        self.run_screen_action.setShortcut(QKeySequence(BY_NAME["run_screen_action"].keys[0]))
 
         engineer = bar.addMenu("&Engineer")
-        self.unlock_action: QAction = engineer.addAction("Unlock…")
+        self.unlock_action = engineer.addAction("Unlock…")
         self.unlock_action.triggered.connect(self.ask_unlock)
-        self.lock_action: QAction = engineer.addAction("Lock")
+        self.lock_action = engineer.addAction("Lock")
         self.lock_action.triggered.connect(self.lock.lock)
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "help_keys_action", "Keyboard").triggered.connect(
+            lambda: KeyboardHelp(self).exec()
+        )
         self._engineer_actions = (
             self.open_recipe_action,
             self.save_recipe_action,
             self.revert_recipe_action,
         )
 
+    def _wire(self) -> None:
+        bridge = self.bridge
+        self._draw_live = qthrottled(self._show_live, timeout=DISPLAY_INTERVAL_MS, parent=self)
+        bridge.result.connect(self._on_result)
+        bridge.rejudged.connect(self._on_rejudged)
+        bridge.stats.connect(self._on_stats)
+        bridge.alarm.connect(self.run_screen.show_alarm)
+        bridge.error.connect(self.notify_error)
+        bridge.line_state.connect(self._on_line_state)
+        bridge.fault.connect(lambda reason: self.notify_error(f"FAULT: {reason}"))
+        bridge.model.connect(lambda _card: self.strip.show_session(self.session, self._line))
+        bridge.event.connect(self.events_panel.add)
+        self.events_panel.newest_alarm.connect(
+            lambda r: self.run_screen.show_event(str(r.kind), str(r.message))
+        )
+        self.view.subscribe(lambda _view: self._show_view())
+        self.live_panel.resume_requested.connect(self.resume_live)
+        self.filmstrip.frame_clicked.connect(self.show_frame)
+        self.controls.stepped.connect(self._on_stepped)
+        self.controls.error.connect(self.notify_error)
+        self.controls.recipe_open_requested.connect(self.recipe_open_requested)
+        self.controls.source_opened.connect(
+            lambda _spec: self.strip.show_session(self.session, self._line)
+        )
+        for panel in (*self.panels.values(), self.integration_panel, self.audit_panel):
+            if panel is not None:
+                panel.error.connect(self.notify_error)  # type: ignore[attr-defined]
+        self.rules_panel.rules_changed.connect(self._on_rules_changed)  # type: ignore[attr-defined]
+        zones = self.zone_editor
+        self.live_panel.clicked.connect(zones.image_clicked)  # type: ignore[attr-defined]
+        self.live_panel.double_clicked.connect(zones.image_double_clicked)  # type: ignore[attr-defined]
+        zones.draft_changed.connect(self.live_panel.set_draft)  # type: ignore[attr-defined]
+        zones.zones_changed.connect(self.live_panel.set_zones)  # type: ignore[attr-defined]
+        self.history_panel.frame_requested.connect(self.show_frame)  # type: ignore[attr-defined]
+        self.lock.locked_changed.connect(self._apply_lock)
+        self.lock.locked_changed.connect(self.locked_changed)
+
+    # --- workspaces ------------------------------------------------------------------------------
+    def show_workspace(self, key: str) -> bool:
+        return self.workspaces.show_workspace(key)
+
+    def has_tab(self, panel: QWidget) -> bool:
+        """True when ``panel``'s workspace is on the rail now (engineering ones leave it locked)."""
+        key = self.workspaces.key_of(panel)
+        return key is not None and self.workspaces.available(key)
+
+    def show_tab(self, panel: QWidget) -> None:
+        key = self.workspaces.key_of(panel)
+        if key is not None:
+            self.workspaces.show_workspace(key)
+
+    def _on_workspace(self, key: str) -> None:
+        run = key == "run"
+        self.filmstrip.setVisible(run)
+        # Space starts / stops only on the Run screen: elsewhere it belongs to the focused control
+        keys = ["F5", "Space"] if run else ["F5"]
+        for action in (self.start_action, self.stop_action):
+            action.setShortcuts([QKeySequence(k) for k in keys])
+        self._size_split(run)
+
+    def _size_split(self, run: bool) -> None:
+        width = max(self.split.width(), 800)
+        if run:  # the operator's image as large as the window allows, the readable column beside
+            side = min(max(int(width * 0.28), 380), 560)
+        else:  # a tool gets the larger share; the image stays beside it
+            side = width - min(max(int(width * 0.3), 340), 900)
+        self.split.setSizes([width - side, side])
+
+    def resizeEvent(self, event: object) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)  # type: ignore[arg-type]
+        self._size_split(self.workspaces.current == "run")
+
     # --- the frame on screen -----------------------------------------------------------------------
     def current_result(self) -> FrameResult | None:
-        return self._current
+        return self.view.current
 
     @property
     def live(self) -> bool:
-        return self._live
+        return self.view.live
 
     def show_frame(self, result: FrameResult) -> None:
-        """Pause the view (the pipeline keeps running) and show ``result``, judged by the rules
-        now in force, so what is on screen always matches the sliders."""
-        self._live = False
+        """Review ``result`` (the line keeps running), judged by the rules now wanted, so what is
+        on screen always matches the sliders."""
         self._draw_live.cancel()
-        rules = self.rules.rules
-        if result.inspection.rules != rules:
-            result = self.session.rejudge(result, rules)
-        self._set_current(result)
+        self.view.review(self.rules_model.rejudge(result), "archived")
 
     def resume_live(self) -> None:
-        self._live = True
+        """Back to live: the newest result; with nothing running the header says STOPPED."""
         latest = self.session.latest()
-        if latest is not None:
-            self._set_current(latest)
-        elif self._current is not None:
-            self.live_panel.show_result(self._current, live=True)
+        self.view.show_live(self.rules_model.rejudge(latest) if latest is not None else None)
 
-    def _set_current(self, result: FrameResult) -> None:
-        self._current = result
-        self.live_panel.show_result(result, live=self._live)
-        self.verdict_panel.show_inspection(result.inspection)
-        self.frame_selected.emit(result)
+    def start(self) -> None:
+        """Start the line; the view returns to live."""
+        self.resume_live()
+        self.controls.start()
+
+    def _show_view(self) -> None:
+        view = self.view
+        result = view.current
+        if result is not None and result is not self._shown:
+            self._shown = result
+            self.live_panel.show_result(result)
+            self.frame_selected.emit(result)
+        kind, text = view_text(view, self._line)
+        self.live_panel.set_view(kind, text)
+        self.strip.show_view(kind, text)
+        self.status_view.setText(text)
+        name = self.session.recipe.name
+        word = text.split(" — ")[0]
+        line = self._line.upper()
+        self.setWindowTitle(
+            f"Inspection station — {name} — {line}" + (f" · {word}" if word != line else "")
+        )
 
     def _on_result(self, result: FrameResult) -> None:
-        # every result reaches the filmstrip (it keeps NG ones); drawing is throttled
+        # every result reaches the filmstrip (it keeps NG ones) and the banner (so an NG is held
+        # even when the throttled drawing skips its frame); the picture is drawn throttled
         self.filmstrip.add_result(result)
-        if self._live:
-            self._draw_live(result)
+        self.run_screen.line.offer(result.inspection)
+        self._draw_live(result)
 
     def _show_live(self, result: FrameResult) -> None:
-        if self._live:
-            if result.inspection.rules != self.rules.rules:
-                # judged before the session got the rules now wanted (hand-over in flight)
-                result = self.session.rejudge(result, self.rules.rules)
-            self._set_current(result)
+        self.run_screen.refresh()
+        if self.view.live:
+            # judged before the session got the rules now wanted (hand-over in flight)
+            self.view.offer_live(self.rules_model.rejudge(result))
 
     def _on_stepped(self, result: FrameResult) -> None:
-        self._live = True
-        self._show_live(result)
+        self.view.review(self.rules_model.rejudge(result), "stepped")
 
     def _on_rejudged(self, result: FrameResult) -> None:
         # the session's re-judge of its newest result; only take it if nothing newer is wanted
-        cur = self._current
+        cur = self.view.current
         if (
             cur is not None
             and _same_frame(cur, result)
-            and result.inspection.rules == self.rules.rules
+            and result.inspection.rules == self.rules_model.rules
         ):
-            self._set_current(result)
+            self.view.replace_current(result)
 
     def _on_rules_changed(self, rules: Rules) -> None:
-        cur = self._current
+        cur = self.view.current
         if cur is not None and cur.inspection.rules != rules:
             # at once, for the frame on screen only: one judge of its kept map, no inference
-            self._set_current(self.session.rejudge(cur, rules))
+            self.view.replace_current(self.rules_model.rejudge(cur))
         self.live_panel.show_rules(rules)
-        self.validation_panel.set_rules(rules)
+        set_rules = getattr(self.validation_panel, "set_rules", None)
+        if callable(set_rules):
+            set_rules(rules)
 
     def _on_stats(self, stats: SessionStats) -> None:
-        self.verdict_panel.show_stats(stats)
+        self.run_screen.show_stats(stats)
 
-    def _on_state(self, running: bool) -> None:
+    def _on_line_state(self, state: str) -> None:
+        self._line = state
+        running = state == "running"
+        self._enable_run_actions()
+        self.run_screen.set_line(state, self.session.fault if state == "fault" else None)
+        if running and not self.view.live:
+            self.view.show_live()  # Start returns to live
+        self.strip.show_session(self.session, self._line)
+        self._show_view()
+
+    def _enable_run_actions(self) -> None:
+        # one of Start / Stop enabled at a time: both carry F5 and Space
+        running = self._line == "running"
         self.start_action.setEnabled(not running)
         self.stop_action.setEnabled(running)
         self.step_action.setEnabled(not running)
-        self.statusBar().showMessage("Running" if running else "Stopped", 3000)
 
     def notify_error(self, message: str) -> None:
         """The one place errors from workers and the session are shown (and logged)."""
@@ -286,6 +425,9 @@ class MainWindow(QMainWindow):
     def locked(self) -> bool:
         return self.lock.locked
 
+    def _lock_event(self, kind: str, message: str) -> None:
+        self.session.log_event(kind, message)  # type: ignore[arg-type]
+
     def ask_unlock(self) -> bool:
         if not self.lock.locked:
             return True
@@ -293,22 +435,13 @@ class MainWindow(QMainWindow):
         return not self.lock.locked
 
     def _apply_lock(self, locked: bool) -> None:
-        current = self.tabs.currentWidget()
-        while self.tabs.count():
-            self.tabs.removeTab(0)
-        for _panel, page, title, engineer_only in self._tabs:
-            if locked and engineer_only:
-                page.hide()  # removed from the tabs; hidden so nothing of it stays on screen
-            else:
-                self.tabs.addTab(page, title)
-        if current is not None and self.tabs.indexOf(current) >= 0:
-            self.tabs.setCurrentWidget(current)
+        self.workspaces.set_locked(locked)
         for action in self._engineer_actions:
             action.setEnabled(not locked)
         self.controls.set_editable(not locked)
         self.unlock_action.setEnabled(locked)
         self.lock_action.setEnabled(not locked)
-        self.lock_label.setText("operator mode (locked)" if locked else "engineer mode")
+        self.strip.show_lock(locked)
 
     # --- window --------------------------------------------------------------------------------------
     # Geometry goes to QSettings only when the application has named itself (run_gui does):
@@ -319,10 +452,24 @@ class MainWindow(QMainWindow):
             if isinstance(geometry, QByteArray):
                 self.restoreGeometry(geometry)
 
+    def confirm_quit(self) -> bool:
+        """Asked before closing while the line runs (a closed window stops the inspection)."""
+        answer = QMessageBox.question(
+            self,
+            "Quit the station?",
+            "The line is running: quitting stops the inspection. Stop and quit?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+        if self.ask_before_close and self.session.running and not self.confirm_quit():
+            event.ignore()
+            return
         if QCoreApplication.organizationName():
             QSettings().setValue("main_window/geometry", self.saveGeometry())
-        self.validation_panel.shutdown()
+        shutdown_setup_panels(self.panels)
         super().closeEvent(event)
 
 

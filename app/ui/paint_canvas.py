@@ -126,6 +126,9 @@ class PaintCanvas(QWidget):
         self.undo_stack.setUndoLimit(UNDO_LIMIT)
 
         self._view = pg.GraphicsLayoutWidget()
+        self._view.setToolTip(
+            "Left button paints with the chosen tool; right / middle drag and the wheel pan and zoom"
+        )
         self._vb = self._view.addViewBox(lockAspect=True, invertY=True)
         self._vb.setMenuEnabled(False)
         self._frame_item = pg.ImageItem(axisOrder="row-major")
@@ -156,7 +159,9 @@ class PaintCanvas(QWidget):
         self._tool_group = QButtonGroup(self)
         self._tool_buttons: dict[Tool, QToolButton] = {}
         for name, key in zip(TOOLS, ("B", "E", "O"), strict=True):
-            btn = QToolButton(text=name.capitalize(), checkable=True)
+            btn = QToolButton()
+            btn.setText(name.capitalize())
+            btn.setCheckable(True)
             btn.setShortcut(QKeySequence(key))
             btn.setToolTip(f"{name.capitalize()} ({key})")
             btn.clicked.connect(lambda _=False, n=name: self.set_tool(n))
@@ -178,7 +183,8 @@ class PaintCanvas(QWidget):
             btn = QToolButton()
             btn.setDefaultAction(act)
             self._bar.addWidget(btn)
-        self._clear_btn = QToolButton(text="Clear")
+        self._clear_btn = QToolButton()
+        self._clear_btn.setText("Clear")
         self._clear_btn.setToolTip("Erase the whole mask (undoable)")
         self._clear_btn.clicked.connect(self.clear_mask)
         self._bar.addWidget(self._clear_btn)
@@ -242,7 +248,7 @@ class PaintCanvas(QWidget):
         self._sync_enabled()
         self.mask_changed.emit()
 
-    def mask(self) -> NDArray[np.uint8]:
+    def mask(self) -> NDArray[np.uint8]:  # type: ignore[override]  # the painted mask, not Qt's shape mask
         """A copy of the edited mask, 0 / 255, at frame resolution."""
         return self._mask.copy()
 

@@ -8,16 +8,16 @@ thread. They are redrawn every few seconds while the panel is visible, and on de
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from app.station.session import InspectionSession
-from app.ui.bridge import SessionBridge
+from app.station.store import ResultsStore
 
 BUCKETS: tuple[tuple[str, float], ...] = (
     ("1 min", 60.0),
@@ -37,21 +37,24 @@ REFRESH_MS = 5000
 class StatsPanel(QWidget):
     """Yield % per time bucket and defect counts per zone / size class, largest first."""
 
-    def __init__(
-        self, session: InspectionSession, bridge: SessionBridge, parent: QWidget | None = None
-    ) -> None:
+    error = Signal(str)
+
+    def __init__(self, store: Callable[[], ResultsStore], parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.session = session
-        self.bridge = bridge
+        self._store = store  # asked each time: the session may open another database
         self.bucket = QComboBox()
+        self.bucket.setToolTip("Width of one yield bar")
         self.bucket.addItems([label for label, _ in BUCKETS])
         self.bucket.setCurrentText("10 min")
         self.period = QComboBox()
         self.period.addItems([label for label, _ in PERIODS])
         self.period.setCurrentText("last 24 h")
+        self.period.setToolTip("How far back the charts look")
         self.pareto_by = QComboBox()
         self.pareto_by.addItems(["zone", "size"])
+        self.pareto_by.setToolTip("Group defects by the zone they lie in, or by size class")
         refresh = QPushButton("Refresh")
+        refresh.setToolTip("Query the results database again now")
         refresh.clicked.connect(self.refresh)
         for combo in (self.bucket, self.period, self.pareto_by):
             combo.currentTextChanged.connect(self.refresh)
@@ -74,7 +77,9 @@ class StatsPanel(QWidget):
         self.yield_bars = pg.BarGraphItem(x=[], height=[], width=1.0, brush="#2ca02c")
         self.yield_plot.addItem(self.yield_bars)
 
+        self.yield_plot.setToolTip("Share of PASS per time bucket (drag / wheel to pan and zoom)")
         self.pareto_plot = pg.PlotWidget(title="Defect Pareto")
+        self.pareto_plot.setToolTip("Defects per zone or size class, largest first; % cumulative")
         self.pareto_plot.setLabel("left", "defects")
         self.pareto_bars = pg.BarGraphItem(x=[], height=[], width=0.7, brush="#d62728")
         self.pareto_plot.addItem(self.pareto_bars)
@@ -112,8 +117,9 @@ class StatsPanel(QWidget):
         bucket = dict(BUCKETS)[self.bucket.currentText()]
         since = self._since()
         try:
-            series = self.session.store.yield_series(bucket, since=since)
-            pareto = self.session.store.defect_pareto(self.pareto_by.currentText(), since=since)  # type: ignore[arg-type]
+            store = self._store()
+            series = store.yield_series(bucket, since=since)
+            pareto = store.defect_pareto(self.pareto_by.currentText(), since=since)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - a locked / broken DB must not break the GUI
             self.status.setText(f"Statistics unavailable: {exc}")
             return

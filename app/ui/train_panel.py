@@ -1,16 +1,15 @@
-"""Retrain, compare, deploy, roll back — training runs in a child process, never in the GUI.
+"""Train & Deploy: a view of the ``TrainingWorkflow`` (app/station/training_workflow.py).
 
-Every step is a ``python -m ...`` command built by ``app.station.training_jobs`` and run by a
-``QProcess`` (async: the GUI thread never waits on it). Training streams JSON progress lines on
-stdout; stderr is kept (bounded) and shown when a step fails, and the station keeps running
-whatever the child does. Order after Start: train -> evaluate the new model -> evaluate the
-current model on the same data and split -> side-by-side table and PR curves -> (Deploy) export
-ONNX -> TensorRT engine when a GPU is present -> ``session.load_model`` (hot swap).
+The workflow is the state machine (train → evaluate → compare → export → build → deploy /
+rollback); this panel only turns its events into widgets and the user's clicks into its calls.
+Children run through ``QtJobRunner`` (QProcess), blocking calls on superqt workers, so the GUI
+thread never waits. Deploy is guarded: when the new model is worse than the running one, the
+verdict is red and Deploy asks for a PIN-confirmed override with a name and a reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,8 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -34,55 +35,123 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
-from app.station import training_jobs
-from app.station.session import InspectionSession
+from app.station.training_workflow import (
+    DeployRecord,
+    Override,
+    Stage,
+    StepFailed,
+    TrainingWorkflow,
+    TrainOptions,
+    TrainProgress,
+    WorkflowError,
+    describe_dataset,
+)
 from app.ui._eval_compare import ComparisonView
-from app.ui._process_job import ProcessJob
-from app.ui._workers import RunningWorkers
+from app.ui._process_job import ProcessJob, QtJobRunner
 from app.ui.bridge import SessionBridge
-from app.ui.label_panel import summarise
 
 _COLOURS = {"loss": "#1f77b4", "val_loss": "#ff7f0e", "dice": "#2ca02c", "val_dice": "#d62728"}
+
+
+class OverrideDialog(QDialog):
+    """Deploying a worse model: who decides, why, and the engineer PIN."""
+
+    def __init__(self, findings: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Deploy a worse model?")
+        warning = QLabel(f"The comparison says the new model is worse:\n{findings}", self)
+        warning.setWordWrap(True)
+        warning.setStyleSheet("color: #c62828; font-weight: bold;")
+        self.who = QLineEdit(self)
+        self.who.setToolTip("Your name: recorded with the deploy")
+        self.reason = QLineEdit(self)
+        self.reason.setToolTip("Why the worse model must go in anyway: recorded with the deploy")
+        self.pin = QLineEdit(self)
+        self.pin.setEchoMode(QLineEdit.EchoMode.Password)
+        self.pin.setToolTip("The engineer PIN confirms the override")
+        form = QFormLayout()
+        form.addRow("Name", self.who)
+        form.addRow("Reason", self.reason)
+        form.addRow("Engineer PIN", self.pin)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
+        )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Deploy anyway")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(warning)
+        lay.addLayout(form)
+        lay.addWidget(buttons)
+
+    def override(self) -> Override:
+        return Override(pin=self.pin.text(), who=self.who.text(), reason=self.reason.text())
 
 
 class TrainPanel(QWidget):
     """Dataset + options, Start/Cancel, live curves, evaluation side by side, Deploy/Rollback."""
 
-    state_changed = Signal(str)  # idle, training, evaluating, compared, deploying, deployed, failed
+    error = Signal(str)
+    state_changed = Signal(str)  # the workflow's Stage value
 
     def __init__(
-        self, session: InspectionSession, bridge: SessionBridge, parent: QWidget | None = None
+        self,
+        workflow: TrainingWorkflow,
+        runner: QtJobRunner,
+        bridge: SessionBridge,
+        default_data: Path,
+        parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        self.session = session
-        self.bridge = bridge
-        self.state = "idle"
-        self.job: ProcessJob | None = None
-        self.run_dir: Path | None = None
-        self.new_model: str | None = None  # what training produced (model file or run dir)
-        self.reports: dict[str, dict[str, Any]] = {}
-        self.deployed_path: Path | None = None
+        self.workflow = workflow
+        self.runner = runner
         self._curves: dict[str, list[tuple[float, float]]] = {}
-        self._workers = RunningWorkers()
-        self._done_event: dict[str, Any] | None = None
-        self._cancelled = False
-        self._child_errors: list[str] = []
-        self._loading = False  # a model load / rollback is running on a worker thread
-        self._build()
+        self._build(default_data)
+        self._unsubscribe = workflow.subscribe(self._on_event)
+        self.destroyed.connect(lambda *_: self._unsubscribe())
         bridge.model.connect(self._on_model)  # bound: no call into a deleted panel
         self._sync()
 
+    # --- what tests and the window read ----------------------------------------------------
+    @property
+    def state(self) -> str:
+        return self.workflow.stage.value
+
+    @property
+    def job(self) -> ProcessJob | None:
+        return self.runner.job
+
+    @property
+    def reports(self) -> dict[str, dict[str, Any]]:
+        return self.workflow.reports
+
+    @property
+    def new_model(self) -> str | None:
+        return None if self.workflow.new_model is None else str(self.workflow.new_model)
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.workflow.run_dir
+
+    @property
+    def deployed_path(self) -> Path | None:
+        return self.workflow.deployed_path
+
     # ------------------------------------------------------------------ UI
-    def _build(self) -> None:
+    def _build(self, default_data: Path) -> None:
         data = QGroupBox("Dataset")
-        dataset = self.session.recipe.dataset_path(self.session.settings.data_dir)
-        self.data_edit = QLineEdit(str(dataset))
+        self.data_edit = QLineEdit(str(default_data))
+        self.data_edit.setToolTip(
+            "Training data: the recipe's dataset (labels land here), DAGM, images+masks, ..."
+        )
         browse = QPushButton("…")
+        browse.setToolTip("Pick the training data folder")
         browse.clicked.connect(self._browse)
         row = QHBoxLayout()
         row.addWidget(self.data_edit, 1)
         row.addWidget(browse)
         self.summary = QLabel("")
+        self.summary.setWordWrap(True)
         dl = QVBoxLayout(data)
         dl.addLayout(row)
         dl.addWidget(self.summary)
@@ -93,13 +162,17 @@ class TrainPanel(QWidget):
 
         opts = QGroupBox("Training options")
         self.epochs = QSpinBox(minimum=1, maximum=1000, value=30)
+        self.epochs.setToolTip("Passes over the training images")
         self.image_size = QComboBox()
         self.image_size.addItems(["64", "128", "256", "512"])
         self.image_size.setCurrentText("256")
+        self.image_size.setToolTip("Tile size the network trains on (px)")
         self.base_filters = QComboBox()
         self.base_filters.addItems(["8", "16", "32"])
         self.base_filters.setCurrentText("16")
+        self.base_filters.setToolTip("Width of the U-Net: more filters, slower and more capable")
         self.amp = QCheckBox("Mixed precision (GPU)")
+        self.amp.setToolTip("float16 training on a GPU; no gain on a CPU")
         form = QFormLayout(opts)
         form.addRow("Epochs", self.epochs)
         form.addRow("Image size", self.image_size)
@@ -107,10 +180,13 @@ class TrainPanel(QWidget):
         form.addRow("", self.amp)
 
         self.start_btn = QPushButton("Start training")
+        self.start_btn.setToolTip("Train a new model in a child process; the line keeps running")
         self.start_btn.clicked.connect(self.start)
         self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setToolTip("Stop the training child; the running model is unchanged")
         self.cancel_btn.clicked.connect(self.cancel)
         self.progress = QProgressBar(maximum=1000)
+        self.progress.setToolTip("Training progress")
         self.eta = QLabel("")
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -125,6 +201,7 @@ class TrainPanel(QWidget):
             (self.loss_plot, ("loss", "val_loss")),
             (self.dice_plot, ("dice", "val_dice")),
         ):
+            plot.setToolTip("Live training curves (x: epochs)")
             plot.addLegend()
             plot.setLabel("bottom", "epoch")
             for k in keys:
@@ -135,19 +212,32 @@ class TrainPanel(QWidget):
 
         self.errors = QPlainTextEdit(readOnly=True)
         self.errors.setPlaceholderText("Error output of a failed step appears here.")
+        self.errors.setToolTip("What a failed step printed (its error lines and stderr)")
         self.errors.setMaximumBlockCount(2000)
 
         self.comparison = ComparisonView(self)
 
+        self.who = QLineEdit()
+        self.who.setPlaceholderText("your name")
+        self.who.setToolTip("Recorded with every deploy and rollback")
+        self.why = QLineEdit()
+        self.why.setPlaceholderText("why (recorded)")
+        self.why.setToolTip("Why you deploy or roll back: recorded in the history and audit")
         self.deploy_btn = QPushButton("Deploy new model")
+        self.deploy_btn.setToolTip("Export, (build on a GPU) and hot-swap the new model in")
         self.deploy_btn.clicked.connect(self.deploy)
         self.rollback_btn = QPushButton("Rollback")
+        self.rollback_btn.setToolTip("Swap back to the model used before the last swap")
         self.rollback_btn.clicked.connect(self.rollback)
         self.model_label = QLabel("")
+        self.model_label.setWordWrap(True)
         deploy_row = QHBoxLayout()
+        deploy_row.addWidget(self.who)
+        deploy_row.addWidget(self.why, 1)
         deploy_row.addWidget(self.deploy_btn)
         deploy_row.addWidget(self.rollback_btn)
-        deploy_row.addWidget(self.model_label, 1)
+        self.history_label = QLabel("")
+        self.history_label.setWordWrap(True)
 
         top = QHBoxLayout()
         top.addWidget(data, 2)
@@ -159,11 +249,11 @@ class TrainPanel(QWidget):
         lay.addLayout(curves, 2)
         lay.addWidget(self.comparison, 2)
         lay.addLayout(deploy_row)
+        lay.addWidget(self.model_label)
+        lay.addWidget(self.history_label)
         lay.addWidget(self.errors, 1)
         self.refresh_summary()
-
-    def _on_model(self, _card: object) -> None:
-        self._sync()
+        self._show_history()
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Training data", self.data_edit.text())
@@ -171,67 +261,79 @@ class TrainPanel(QWidget):
             self.data_edit.setText(folder)
 
     def refresh_summary(self) -> None:
-        worker = create_worker(summarise, Path(self.data_edit.text()), _ignore_errors=True)
+        worker = create_worker(
+            describe_dataset, Path(self.data_edit.text()), _start_thread=False, _ignore_errors=True
+        )
         # Workers report to bound methods only: Qt drops those connections if the panel dies.
         worker.returned.connect(self.summary.setText)
         worker.errored.connect(self._summary_failed)
-        self._workers.start(worker)
+        worker.start()
 
     def _summary_failed(self, exc: BaseException) -> None:
         self.summary.setText(f"Dataset unreadable: {exc}")
 
-    def _set_state(self, state: str, message: str = "") -> None:
-        self.state = state
-        if message:
-            self.status.setText(message)
+    def _on_model(self, _card: object) -> None:
         self._sync()
-        self.state_changed.emit(state)
+
+    # --------------------------------------------------------- workflow events
+    def _on_event(self, event: str, payload: Any) -> None:
+        if event == "state":
+            self._sync()
+            self.state_changed.emit(payload.value)
+        elif event == "status":
+            self.status.setText(payload)
+        elif event == "progress":
+            self._on_progress(payload)
+        elif event == "compared":
+            self.comparison.show_comparison(payload)
+            self._sync()
+        elif event == "failed":
+            self._on_failed(payload)
+        elif event == "record":
+            self._show_history()
+        elif event == "dataset":
+            self.refresh_summary()
+
+    def _on_progress(self, p: TrainProgress) -> None:
+        self.progress.setValue(int(1000 * p.fraction))
+        for key, value in p.metrics.items():
+            pts = self._curves.setdefault(key, [])
+            pts.append((p.x, value))
+            self.lines[key].setData([q[0] for q in pts], [q[1] for q in pts])
+        self.eta.setText("" if p.eta_s is None else f"ETA {_duration(p.eta_s)}")
+        if p.fraction >= 1.0:
+            self.eta.setText("")
+
+    def _on_failed(self, error: WorkflowError) -> None:
+        parts = [str(error), error.output if isinstance(error, StepFailed) else ""]
+        self.errors.setPlainText("\n\n".join(p for p in parts if p))
+        self.error.emit(str(error))
+
+    def curve_points(self, key: str) -> list[tuple[float, float]]:
+        """The points drawn so far on the ``loss``/``val_loss``/``dice``/``val_dice`` curve."""
+        return list(self._curves.get(key, []))
 
     def _sync(self) -> None:
-        busy = self.job is not None or self._loading
-        self.start_btn.setEnabled(not busy)
-        self.cancel_btn.setEnabled(self.job is not None and self.state == "training")
-        self.deploy_btn.setEnabled(
-            self.new_model is not None and self.state != "deployed" and not busy
+        wf = self.workflow
+        self.start_btn.setEnabled(not wf.busy)
+        self.cancel_btn.setEnabled(wf.stage == Stage.TRAINING)
+        self.deploy_btn.setEnabled(wf.can_deploy())
+        worse = wf.can_deploy() and (wf.comparison is None or wf.comparison.worse)
+        self.deploy_btn.setText("Deploy anyway (override)…" if worse else "Deploy new model")
+        self.deploy_btn.setStyleSheet("color: #c62828; font-weight: bold;" if worse else "")
+        self.rollback_btn.setEnabled(wf.can_rollback())
+        self.model_label.setText(f"Running model: {wf.running_model()}")
+
+    def _show_history(self) -> None:
+        last = self.workflow.history[-3:]
+        self.history_label.setText(
+            "\n".join(_describe(r) for r in reversed(last)) if last else "No deploy recorded yet."
         )
-        self.rollback_btn.setEnabled(self.session.previous_model_path is not None and not busy)
-        card = self.session.model_card
-        self.model_label.setText(f"Running model: {card.name} ({self.session.model_path})")
 
-    # -------------------------------------------------------------- running
-    def _run(
-        self,
-        command: list[str],
-        on_line: Callable[[str], None] | None,
-        on_done: Callable[[int, str], None],
-    ) -> None:
-        job = ProcessJob(command, self)
-        job.line.connect(on_line or self._on_step_line)
-
-        def finished(code: int, err: str) -> None:
-            self.job = None
-            job.deleteLater()
-            on_done(code, err)
-
-        job.done.connect(finished)
-        self.job = job
-        self._sync()
-        job.start()
-
-    def _fail(self, step: str, code: int, err: str, message: str = "") -> None:
-        text = message or f"{step} failed (exit code {code})."
-        # The child's own {"event": "error"} lines say what went wrong; stderr says where.
-        parts = [text, *self._child_errors, err.strip()]
-        self._child_errors.clear()
-        self.errors.setPlainText("\n\n".join(p for p in parts if p))
-        self._set_state("failed", f"{text} The station keeps running; see the output below.")
-
-    # ------------------------------------------------------------- training
+    # --------------------------------------------------------------- actions
     def start(self) -> None:
-        if self.job is not None:
+        if self.workflow.busy:
             return
-        self.new_model = None
-        self.reports.clear()
         self._curves.clear()
         for line in self.lines.values():
             line.setData([], [])
@@ -239,188 +341,61 @@ class TrainPanel(QWidget):
         self.errors.clear()
         self.progress.setValue(0)
         self.eta.setText("")
-        self._done_event = None
-        self._cancelled = False
-        self._child_errors.clear()
-        try:
-            self.run_dir = training_jobs.new_run_dir(self.session.settings.data_dir)
-        except OSError as exc:
-            self._fail("Training", -1, "", f"Cannot create the run folder: {exc}")
-            return
-        command = training_jobs.train_command(
-            Path(self.data_edit.text()),
-            self.run_dir,
+        options = TrainOptions(
+            data=Path(self.data_edit.text()),
             epochs=self.epochs.value(),
             image_size=int(self.image_size.currentText()),
             base_filters=int(self.base_filters.currentText()),
             amp=self.amp.isChecked(),
         )
-        self._set_state("training", f"Training into {self.run_dir} …")
-        self._run(command, self._on_train_line, self._on_train_done)
+        self._call(self.workflow.start, options)
 
     def cancel(self) -> None:
-        if self.job is not None:
-            self.status.setText("Cancelling …")
-            self._cancelled = True
-            self.job.cancel()
+        self.workflow.cancel()
 
-    def _on_train_line(self, line: str) -> None:
-        event = training_jobs.parse_progress(line)
-        if event is None:
-            return
-        kind = event.get("event")
-        epochs = max(1, int(event.get("epochs") or self.epochs.value()))
-        if kind in ("step", "epoch"):
-            steps = max(1, int(event.get("steps") or 1))
-            # "epoch" and "step" are 1-based: step s of epoch e is (e - 1) + s / steps epochs in.
-            x = max(0, int(event.get("epoch") or 1) - 1) + int(event.get("step") or steps) / steps
-            self.progress.setValue(int(1000 * min(1.0, x / epochs)))
-            keys = ("loss", "dice") if kind == "step" else ("loss", "val_loss", "dice", "val_dice")
-            for key in keys:
-                if isinstance(event.get(key), int | float):  # NaN arrives as null: skipped
-                    self._add_point(key, x, float(event[key]))
-        elif kind == "done":
-            self._done_event = event
-        elif kind == "error":
-            self._child_errors.append(str(event.get("message", event)))
-        elif kind == "export":
-            self.status.setText(
-                f"Training done; exporting and checking the ONNX ({event.get('stage')}) …"
-            )
-        if isinstance(event.get("eta_s"), int | float):
-            self.eta.setText(f"ETA {_duration(float(event['eta_s']))}")
-
-    def _on_step_line(self, line: str) -> None:
-        """Evaluate / export / build: only their error events matter (shown if the step fails)."""
-        event = training_jobs.parse_progress(line)
-        if event is not None and event.get("event") == "error":
-            self._child_errors.append(str(event.get("message", event)))
-
-    def _add_point(self, key: str, x: float, y: float) -> None:
-        pts = self._curves.setdefault(key, [])
-        pts.append((x, y))
-        self.lines[key].setData([p[0] for p in pts], [p[1] for p in pts])
-
-    def curve_points(self, key: str) -> list[tuple[float, float]]:
-        """The points drawn so far on the ``loss``/``val_loss``/``dice``/``val_dice`` curve."""
-        return list(self._curves.get(key, []))
-
-    def _on_train_done(self, code: int, err: str) -> None:
-        if self._cancelled:
-            self._cancelled = False
-            self._set_state("idle", "Training cancelled; the running model is unchanged.")
-            return
-        done = self._done_event
-        if code != 0 or done is None or not done.get("model"):
-            why = "" if code else "Training ended without a model."
-            self._fail("Training", code, err, why)
-            return
-        self.progress.setValue(1000)
-        self.eta.setText("")
-        self.new_model = str(done["model"])
-        self._set_state("evaluating", "Training done. Evaluating the new model …")
-        self._evaluate("new", Path(self.new_model), then=self._evaluate_current)
-
-    # ----------------------------------------------------------- evaluation
-    def _evaluate(self, which: str, model: Path, then: Callable[[], None]) -> None:
-        assert self.run_dir is not None
-        out = self.run_dir / f"eval-{which}"
-        # Both models against the new run's held-out split, so every row compares like for like.
-        command = training_jobs.evaluate_command(
-            model,
-            Path(self.data_edit.text()),
-            out,
-            split="test",
-            split_file=self.run_dir / "split.json",
-        )
-
-        def done(code: int, err: str) -> None:
-            if code != 0:
-                self._fail(f"Evaluation of the {which} model", code, err)
-                return
-            try:
-                self.reports[which] = training_jobs.read_report(out)
-            except training_jobs.ReportError as exc:
-                self._fail(f"Evaluation of the {which} model", code, err, str(exc))
-                return
-            then()
-
-        self._run(command, None, done)
-
-    def _evaluate_current(self) -> None:
-        self.status.setText("Evaluating the running model on the new model's test split …")
-        self._evaluate("current", self.session.model_path, then=self._compare)
-
-    def _compare(self) -> None:
-        self.comparison.show_reports(
-            self.reports["current"], self.reports["new"], self.session.rules.threshold
-        )
-        self._set_state("compared", "Compare, then Deploy the new model or keep the running one.")
-
-    # --------------------------------------------------------------- deploy
     def deploy(self) -> None:
-        if self.new_model is None or self.job is not None or self.run_dir is None:
+        wf = self.workflow
+        if not wf.can_deploy():
             return
-        onnx = Path(self.session.settings.data_dir) / "models" / f"{self.run_dir.name}.onnx"
-        self._set_state("deploying", f"Exporting the verified ONNX to {onnx} …")
+        if wf.comparison is None or wf.comparison.worse:
+            findings = "; ".join(wf.comparison.reasons) if wf.comparison else "no comparison"
+            dialog = OverrideDialog(findings, self)
+            dialog.who.setText(self.who.text())
+            dialog.reason.setText(self.why.text())
+            if dialog.exec() != QDialog.DialogCode.Accepted:
+                return
+            self.deploy_override(dialog.override())
+            return
+        self._call(wf.deploy, who=self.who.text(), why=self.why.text())
 
-        def exported(code: int, err: str) -> None:
-            if code != 0:
-                self._fail("ONNX export", code, err)
-            elif training_jobs.gpu_available():
-                engine = onnx.with_suffix(".engine")
-                self.status.setText(f"Building the TensorRT engine {engine} …")
-                self._run(
-                    training_jobs.build_command(onnx, engine),
-                    None,
-                    lambda c, e: self._fail("TensorRT build", c, e) if c else self._load(engine),
-                )
-            else:
-                self._load(onnx)
-
-        self._run(training_jobs.export_command(self.run_dir, onnx), None, exported)
-
-    def _load(self, path: Path) -> None:
-        self.status.setText(f"Loading {path} into the running station …")
-        # Building an ONNX Runtime session / deserialising an engine takes a moment: off the GUI
-        # thread. A bad model raises ModelLoadError and the running engine stays in place.
-        self._loading = True
-        self.deployed_path = path
-        worker = create_worker(self.session.load_model, path, _ignore_errors=True)
-        worker.returned.connect(self._deployed)
-        worker.errored.connect(self._load_failed)
-        worker.finished.connect(self._loaded)
-        self._workers.start(worker)
-        self._sync()
-
-    def _loaded(self) -> None:
-        self._loading = False
-        self._sync()
-
-    def _load_failed(self, exc: BaseException) -> None:
-        self.deployed_path = None
-        self._fail("Loading the new model", -1, "", f"{exc} (the previous model keeps running)")
-
-    def _deployed(self, card: Any) -> None:
-        path = self.deployed_path
-        self._set_state(
-            "deployed", f"Deployed {card.name} ({path}). Rollback brings back the previous model."
-        )
+    def deploy_override(self, override: Override) -> bool:
+        """Deploy a worse model with an engineer's PIN-confirmed override; False if refused."""
+        return self._call(self.workflow.deploy, override=override)
 
     def rollback(self) -> None:
-        self._loading = True
-        worker = create_worker(self.session.rollback_model, _ignore_errors=True)
-        worker.returned.connect(self._rolled_back)
-        worker.errored.connect(self._rollback_failed)
-        worker.finished.connect(self._loaded)
-        self._workers.start(worker)
-        self._sync()
+        self._call(self.workflow.rollback, who=self.who.text(), why=self.why.text())
 
-    def _rolled_back(self, card: Any) -> None:
-        self._set_state("rolled back", f"Rolled back: running {card.name} again.")
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> bool:
+        try:
+            fn(*args, **kwargs)
+        except WorkflowError as exc:
+            self.status.setText(str(exc))
+            self.error.emit(str(exc))
+            return False
+        return True
 
-    def _rollback_failed(self, exc: BaseException) -> None:
-        self._fail("Rollback", -1, "", str(exc))
+    def shutdown(self) -> None:
+        """Window closing: kill a running child so it does not outlive the station."""
+        self.runner.kill()
+
+
+def _describe(record: DeployRecord) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.time))
+    override = " (override)" if record.override else ""
+    return (
+        f"{when} {record.action}{override} by {record.who}: {Path(record.model_to).name} "
+        f"— {record.why}"
+    )
 
 
 def _duration(seconds: float) -> str:

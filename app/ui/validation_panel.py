@@ -1,9 +1,9 @@
-"""Validation: the threshold table and PR curve of the current model on a chosen folder.
+"""Validation: the threshold table and PR curve of the running model on a chosen folder.
 
-``ValidationSet.compute`` (load images and masks, infer once, keep the maps) runs on a QThread with
-progress and cancel; it gets an engine of its own, loaded from the session's model file, because
-an engine is driven by one thread and the pipeline's may be busy. After that, table, curve and
-operating point are cheap re-scorings of the kept maps and follow the rules sliders.
+The panel shows a ``ValidationJob`` (app/station/validation_job.py): the job loads its own engine
+and computes the set on a superqt worker with progress and cancel; after that, table, curve and
+operating point are cheap re-scorings of the kept maps and follow the rules wanted now (the
+``RulesModel``, throttled to 10 Hz).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from PySide6.QtCore import (
     QModelIndex,
     QPersistentModelIndex,
     Qt,
-    QThread,
     Signal,
 )
 from PySide6.QtGui import QBrush, QColor
@@ -34,16 +33,14 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import qthrottled
+from superqt.utils import create_worker, qthrottled
 
 from app.station.inspection import Rules
-from app.station.session import InspectionSession
-from app.station.validation import ValidationCancelled, ValidationSet
-from app.ui.bridge import SessionBridge
-from engines import load_engine
-from engines.scoring import ThresholdRow
+from app.station.rules_model import RulesModel
+from app.station.validation import ValidationSet
+from app.station.validation_job import ThresholdRow, ValidationCancelled, ValidationJob
+from app.ui.rules_panel import RulesSignals
 
-THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 COLUMNS = ("threshold", "TP", "TN", "FP", "FN", "precision", "recall", "FP rate")
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -116,64 +113,37 @@ class ThresholdTableModel(QAbstractTableModel):
         return None
 
 
-class ComputeThread(QThread):
-    """Loads an engine and computes a ``ValidationSet``; ``cancel()`` stops between images."""
-
-    progress = Signal(int, int)  # done, total
-    computed = Signal(object)  # ValidationSet
-    failed = Signal(str)
-
-    def __init__(self, model_path: Path, folder: Path, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.model_path = model_path
-        self.folder = folder
-
-    def cancel(self) -> None:
-        self.requestInterruption()
-
-    def run(self) -> None:
-        try:
-            engine = load_engine(self.model_path)
-            try:
-                vs = ValidationSet.compute(
-                    engine,
-                    self.folder,
-                    progress=lambda done, total: self.progress.emit(done, total),
-                    cancel=self.isInterruptionRequested,
-                )
-            finally:
-                engine.close()
-        except ValidationCancelled:
-            self.failed.emit("Validation cancelled")
-        except Exception as exc:  # shown to the user; the station keeps running
-            self.failed.emit(f"Validation on {self.folder} failed: {exc}")
-        else:
-            self.computed.emit(vs)
-
-
 class ValidationPanel(QWidget):
     error = Signal(str)
     computed = Signal(object)  # ValidationSet
+    _progress = Signal(int, int)  # emitted on the job's worker thread: queued to the GUI's
 
     def __init__(
-        self, session: InspectionSession, bridge: SessionBridge, parent: QWidget | None = None
+        self, job: ValidationJob, rules: RulesModel, parent: QWidget | None = None
     ) -> None:
         super().__init__(parent)
-        self.session = session
-        self.bridge = bridge
-        self.validation: ValidationSet | None = None
-        self._thread: ComputeThread | None = None
-        self._rules = session.rules
+        self.job = job
+        self.rules = rules
+        self._signals = RulesSignals(rules, self)
+        self._computing = False
         self._table_area: int | None = None
         self._curve_threshold: float | None = None
 
         self.folder = QLineEdit(self)
         self.folder.setPlaceholderText("validation folder (images/ + masks/, or DAGM)")
+        self.folder.setToolTip(
+            "A labelled folder: images/ + masks/, DAGM (Label/ beside the images) or masks beside"
+        )
         choose = QPushButton("Choose…", self)
+        choose.setToolTip("Pick the validation folder")
         choose.clicked.connect(self._choose)
         self.compute_button = QPushButton("Compute", self)
-        self.compute_button.clicked.connect(self.compute)
+        self.compute_button.setToolTip(
+            "Run the running model once over the folder (off the line: it loads its own copy)"
+        )
+        self.compute_button.clicked.connect(lambda: self.compute())
         self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setToolTip("Stop the computation (between chunks of images)")
         self.cancel_button.clicked.connect(self.cancel)
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar(self)
@@ -184,12 +154,16 @@ class ValidationPanel(QWidget):
         self.model = ThresholdTableModel(self)
         self.table = QTableView(self)
         self.table.setModel(self.model)
+        self.table.setToolTip("Image-level counts per threshold; the rules' threshold is marked")
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(20)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.setMinimumHeight(150)
 
         self.plot = pg.PlotWidget(self)
+        self.plot.setToolTip(
+            "Precision / recall over the minimum area at the rules' threshold; the dot is now"
+        )
         self.plot.setBackground("#202020")
         self.plot.setLabel("bottom", "recall")
         self.plot.setLabel("left", "precision")
@@ -215,6 +189,12 @@ class ValidationPanel(QWidget):
         layout.addWidget(self.plot, 1)
         # re-scoring the kept maps costs a connected-components pass per image: not per pixel moved
         self._refresh_throttled = qthrottled(self._refresh, timeout=100, parent=self)
+        self._progress.connect(self._on_progress)
+        self._signals.changed.connect(self.set_rules)
+
+    @property
+    def validation(self) -> ValidationSet | None:
+        return self.job.result
 
     # --- computing ---------------------------------------------------------------------------------
     def _choose(self) -> None:
@@ -223,90 +203,91 @@ class ValidationPanel(QWidget):
             self.folder.setText(folder)
 
     def compute(self, folder: Path | None = None) -> None:
-        if self._thread is not None:
+        if self._computing:
             return
-        path = Path(folder) if folder else Path(self.folder.text().strip())
-        if not str(path) or not path.is_dir():
-            self.error.emit(f"Validation folder {path} does not exist")
+        try:
+            path = self.job.check_folder(folder if folder else self.folder.text())
+        except (OSError, ValueError) as exc:
+            self.summary.setText(str(exc).capitalize())
+            self.error.emit(str(exc).capitalize())
             return
         self.folder.setText(str(path))
-        thread = ComputeThread(Path(self.session.model_path), path, self)
-        thread.progress.connect(self._on_progress)
-        thread.computed.connect(self._on_computed)
-        thread.failed.connect(self._on_failed)
-        thread.finished.connect(self._on_finished)
-        self._thread = thread
+        try:
+            self.job.begin()
+        except RuntimeError as exc:  # ValidationBusy: a job from before is still stopping
+            self.error.emit(str(exc))
+            return
+        self._computing = True
         self.compute_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setRange(0, 0)  # busy until the first progress report gives a total
         self.progress.setVisible(True)
         self.summary.setText(f"Computing on {path} …")
-        thread.start()
+        worker = create_worker(
+            self.job.run, path, self._progress.emit, _start_thread=False, _ignore_errors=True
+        )
+        worker.returned.connect(self._on_computed)
+        worker.errored.connect(self._on_failed)
+        worker.finished.connect(self._on_finished)
+        worker.start()
 
     def cancel(self) -> None:
-        if self._thread is not None:
-            self._thread.cancel()
+        self.job.cancel()
 
-    def shutdown(self, timeout_ms: int = 10_000) -> None:
-        """Window closing: cancel and wait (it stops between chunks), so no thread outlives us."""
-        if self._thread is not None:
-            self._thread.cancel()
-            self._thread.wait(timeout_ms)
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Window closing: cancel and wait (it stops between chunks), so no job outlives us."""
+        self.job.cancel()
+        self.job.wait(timeout_s)
 
     def is_computing(self) -> bool:
-        return self._thread is not None
+        return self._computing
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
 
-    def _on_failed(self, message: str) -> None:
+    def _on_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ValidationCancelled):
+            message = "Validation cancelled"
+        else:
+            message = f"Validation on {self.folder.text()} failed: {exc}"
         self.summary.setText(message)
         self.error.emit(message)
 
     def _on_computed(self, vs: ValidationSet) -> None:
-        self.validation = vs
         self._table_area = None
         self._curve_threshold = None
         self._refresh()
         self.computed.emit(vs)
 
-    def _on_finished(self) -> None:
-        if self._thread is not None:
-            self._thread.deleteLater()
-        self._thread = None
+    def _on_finished(self, *_: object) -> None:
+        self._computing = False
         self.compute_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress.setVisible(False)
 
     # --- following the rules -------------------------------------------------------------------
-    def set_rules(self, rules: Rules) -> None:
-        self._rules = rules
-        if self.validation is not None:
+    def set_rules(self, _rules: Rules | None = None) -> None:
+        if self.job.result is not None:
             self._refresh_throttled()
 
     def flush(self) -> None:
         self._refresh_throttled.flush()
 
     def _refresh(self) -> None:
-        vs = self.validation
-        if vs is None:
+        rules = self.rules.rules
+        point = self.job.operating_point(rules)
+        if point is None:
             return
-        threshold, min_area = self._rules.threshold, self._rules.min_area_px
-        if min_area != self._table_area:
-            self.model.set_rows(vs.table(min_area, THRESHOLDS))
-            self._table_area = min_area
-        if threshold != self._curve_threshold:
-            precision, recall = vs.pr_curve(threshold)
-            self.curve.setData(list(recall), list(precision))
-            self._curve_threshold = threshold
-        marked = self.model.mark_threshold(threshold)
+        if rules.min_area_px != self._table_area:
+            self.model.set_rows(self.job.table(rules))
+            self._table_area = rules.min_area_px
+        if rules.threshold != self._curve_threshold:
+            recall, precision = self.job.pr_curve(rules)
+            self.curve.setData(recall, precision)
+            self._curve_threshold = rules.threshold
+        marked = self.model.mark_threshold(rules.threshold)
         if marked >= 0:
             self.table.scrollTo(self.model.index(marked, 0))
-        p = vs.point(threshold, min_area)
-        self.point.setData([p.recall], [p.precision])
-        self.summary.setText(
-            f"{len(vs)} images · operating point: threshold {threshold:.2f}, min area "
-            f"{min_area} px → precision {p.precision:.3f}, recall {p.recall:.3f}, "
-            f"FP rate {p.fpr:.3f} (TP {p.tp} TN {p.tn} FP {p.fp} FN {p.fn})"
-        )
+        self.point.setData([point.row.recall], [point.row.precision])
+        self.summary.setText(point.summary())

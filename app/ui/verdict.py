@@ -1,100 +1,143 @@
-"""The big PASS / NG indicator with its reasons, the shift counters and the alarm banner."""
+"""The Run screen's big banner (PASS / NG / ERROR / STOPPED / FAULT), counters and alarm strip.
+
+What the banner says is decided by :class:`app.station.view_state.LineBanner` (Qt-free); this
+module only formats it, in sizes an operator reads from two metres (≥ 24 pt).
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from app.station.inspection import Inspection
 from app.station.stats import STAGES, SessionStats
+from app.station.view_state import Banner
 
-_STYLE = {
+BANNER_STYLE = {
     "PASS": "background:#2e7d32; color:white;",
     "NG": "background:#c62828; color:white;",
-    None: "background:#424242; color:#bdbdbd;",
+    "ERROR": "background:#ef6c00; color:black;",
+    "FAULT": "background:#6a1b9a; color:white;",
+    "STOPPED": "background:#424242; color:#eeeeee;",
+    "WAITING": "background:#37474f; color:#eeeeee;",
 }
+COUNTER_PT = 24  # readable from 2 m on a 1080p panel
+# (key, title, colour) of the big counters, in reading order
+COUNTERS = (
+    ("passed", "PASS", "#66bb6a"),
+    ("ng", "NG", "#ef5350"),
+    ("errors", "ERROR", "#ffa726"),
+    ("yield", "Yield", None),
+    ("fps", "Rate", None),
+    ("dropped", "Dropped", None),
+)
+
+
+def _sized(label: QLabel, points: int, *, bold: bool = True) -> QLabel:
+    font = label.font()
+    font.setPointSize(points)
+    font.setBold(bold)
+    label.setFont(font)
+    return label
 
 
 class VerdictPanel(QWidget):
-    """Shows an ``Inspection`` (verdict + reasons) and a ``SessionStats`` (counters).
-
-    Both come from the main window: the verdict of the frame on screen, the stats as the session
-    publishes them. Nothing here is computed, only formatted.
-    """
+    """Shows a :class:`Banner` and a ``SessionStats``; nothing here is computed, only formatted."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.verdict = QLabel("—", self)
+        self.verdict = _sized(QLabel("—", self), 40)
         self.verdict.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.verdict.setMinimumHeight(90)
-        font = self.verdict.font()
-        font.setPointSize(48)
-        font.setBold(True)
-        self.verdict.setFont(font)
-        self.verdict.setStyleSheet(_STYLE[None] + "border-radius:8px;")
-        self.reasons = QLabel("", self)
+        self.verdict.setMinimumHeight(84)
+        self.verdict.setWordWrap(True)
+        self.verdict.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.reasons = _sized(QLabel("", self), 13, bold=False)
         self.reasons.setWordWrap(True)
+        self.reasons.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.alarm = QLabel("", self)
         self.alarm.setStyleSheet(
             "background:#ff6f00; color:black; font-weight:bold; padding:6px; border-radius:4px;"
         )
         self.alarm.setWordWrap(True)
+        self.alarm.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.alarm.setVisible(False)
+        self.banner: Banner | None = None
 
         self._values: dict[str, QLabel] = {}
         grid = QGridLayout()
-        grid.setHorizontalSpacing(12)
-        # (key, title, row, column pair, value span): latency gets a row of its own (it is long)
-        for key, title, row, pair, span in (
-            ("judged", "Judged", 0, 0, 1),
-            ("yield", "Yield", 0, 1, 1),
-            ("passed", "PASS", 1, 0, 1),
-            ("ng", "NG", 1, 1, 1),
-            ("fps", "Rate", 2, 0, 1),
-            ("dropped", "Dropped / skipped", 2, 1, 1),
-            ("store", "Store failures", 3, 0, 1),
-            ("latency", "Latency", 4, 0, 3),
-        ):
-            value = QLabel("0", self)
+        grid.setSpacing(6)
+        for i, (key, title, colour) in enumerate(COUNTERS):
+            # each counter in a box of its own, so "84.6 %" and "4.4 fps" never read as one
+            box = QFrame(self)
+            box.setObjectName("counter")
+            box.setStyleSheet("QFrame#counter { background:#2b2b2b; border-radius:6px; }")
+            name = QLabel(title, box)
+            name.setStyleSheet("color:#bdbdbd;")
+            value = _sized(QLabel("0", box), COUNTER_PT)
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            value.setStyleSheet(f"color:{colour or '#ffffff'};")
+            value.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            cell = QVBoxLayout(box)
+            cell.setContentsMargins(8, 2, 8, 4)
+            cell.setSpacing(0)
+            cell.addWidget(name)
+            cell.addWidget(value)
             self._values[key] = value
-            grid.addWidget(QLabel(title, self), row, pair * 2)
-            grid.addWidget(value, row, pair * 2 + 1, 1, span)
-        big = self._values["yield"].font()
-        big.setPointSize(big.pointSize() + 4)
-        big.setBold(True)
-        self._values["yield"].setFont(big)
+            grid.addWidget(box, *divmod(i, 3))
+        self.detail = QLabel("", self)  # judged / acquired / store / latency: for the engineer
+        self.detail.setWordWrap(True)
+        self.detail.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        for key in ("judged", "latency", "store"):  # kept addressable for tests and tooltips
+            self._values[key] = QLabel("", self)
+            self._values[key].hide()
 
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.alarm)
         layout.addWidget(self.verdict)
         layout.addWidget(self.reasons)
         layout.addLayout(grid)
+        layout.addWidget(self.detail)
+        self.show_banner(Banner("STOPPED", "STOPPED — NOT INSPECTING"))
 
-    def show_inspection(self, inspection: Inspection | None) -> None:
-        verdict = inspection.verdict if inspection is not None else None
-        self.verdict.setText(verdict or "—")
-        self.verdict.setStyleSheet(_STYLE.get(verdict, _STYLE[None]) + "border-radius:8px;")
-        if inspection is None:
-            self.reasons.setText("")
-        elif inspection.reasons:
-            self.reasons.setText("\n".join(inspection.reasons))
-        else:
-            self.reasons.setText(f"{len(inspection.defects)} defect(s), within the rules")
+    def show_banner(self, banner: Banner) -> None:
+        if banner == self.banner:
+            return
+        self.banner = banner
+        title = banner.title
+        if banner.held:
+            title = f"{title} (held)"
+        self.verdict.setText(title)
+        # a long title (STOPPED — NOT INSPECTING) gets a smaller font so it fits the column
+        _sized(self.verdict, 40 if len(title) <= 12 else 22)
+        self.verdict.setStyleSheet(BANNER_STYLE[banner.kind] + "border-radius:8px;")
+        prefix = f"frame {banner.frame_id}: " if banner.frame_id is not None else ""
+        self.reasons.setText(prefix + "; ".join(banner.reasons) if banner.reasons else "")
 
     def show_stats(self, s: SessionStats) -> None:
         v = self._values
-        v["judged"].setText(str(s.judged))
+        errors = int(getattr(s, "errors", 0))
+        acquired = getattr(s, "acquired", None)
         v["passed"].setText(str(s.passed))
         v["ng"].setText(str(s.ng))
+        v["errors"].setText(str(errors))
         v["yield"].setText(f"{s.yield_pct:.1f} %" if s.judged else "—")
         v["fps"].setText(f"{s.fps:.1f} fps")
+        v["dropped"].setText(str(s.dropped))
         latency = dict(s.latency_ms)
         ordered = [k for k in STAGES if k in latency] + sorted(set(latency) - set(STAGES))
         text = "  ".join(f"{k} {latency[k]:.1f}" for k in ordered)
+        v["judged"].setText(str(s.judged))
         v["latency"].setText(f"{text} ms" if text else "—")
-        v["dropped"].setText(f"{s.dropped} / {s.skipped}")
-        v["store"].setText(str(s.store_failures))
+        store = [f"store failures {s.store_failures}"]
+        for key in ("stored", "journaled", "lost"):
+            if hasattr(s, key):
+                store.append(f"{key} {getattr(s, key)}")
+        v["store"].setText(" · ".join(store))
+        counted = f"judged {s.judged}" + (f" of {acquired} acquired" if acquired else "")
+        self.detail.setText(
+            f"{counted} · skipped {s.skipped} · {v['store'].text()}\nlatency {v['latency'].text()}"
+        )
         self.show_alarm(s.alarm)
 
     def show_alarm(self, message: str | None) -> None:

@@ -1,14 +1,14 @@
 """Draw include / exclude / critical polygons on the live image; they become part of the rules.
 
-Points are clicked on the live panel (image pixel coordinates); Close (or a double click) turns
-them into a ``Zone`` appended to the rules' zones through the shared ``RulesApplier``, so the
-frame on screen is re-judged with the new zone at once and the session gets it off the GUI thread.
+Points are clicked on the image (image pixel coordinates; the window forwards the image's clicks to
+``image_clicked``); Close (or a double click) turns them into a ``Zone`` appended to the rules'
+zones through the shared rules owner, so the frame on screen is re-judged with the new zone at once.
+The editor never touches the image widget: it emits ``draft_changed`` and ``zones_changed``.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from PySide6.QtCore import Signal
 from PySide6.QtGui import QBrush
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -18,58 +18,66 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from app.station.inspection import Rules, Zone
-from app.station.session import InspectionSession
+from app.station.inspection import FrameResult, Rules, Zone
+from app.station.rules_model import RulesModel
 from app.ui.bridge import SessionBridge
-from app.ui.live_panel import LivePanel, colour_of
-from app.ui.rules_panel import RulesApplier
+from app.ui.live_panel import colour_of
+from app.ui.rules_panel import AREA_MAX, DEFAULT_FRAME_AREA, RulesSignals, SliderSpin
 
 KINDS = ("critical", "include", "exclude")
 
 
 class ZoneEditor(QWidget):
+    error = Signal(str)
+    draft_changed = Signal(object)  # list of (x, y) image points being drawn
+    zones_changed = Signal(object)  # tuple[Zone, ...] of the rules wanted now
+
     def __init__(
-        self,
-        session: InspectionSession,
-        bridge: SessionBridge,
-        live_panel: LivePanel,
-        applier: RulesApplier,
-        parent: QWidget | None = None,
+        self, model: RulesModel, bridge: SessionBridge, parent: QWidget | None = None
     ) -> None:
         super().__init__(parent)
-        self.session = session
-        self.bridge = bridge
-        self.live_panel = live_panel
-        self.applier = applier
+        self.model = model
+        self.signals = RulesSignals(model, self)
         self._points: list[tuple[float, float]] = []
 
         self.kind = QComboBox(self)
         self.kind.addItems(list(KINDS))
+        self.kind.setToolTip(
+            "critical: a defect inside makes the part NG; include: only defects inside count;"
+            " exclude: defects inside are ignored"
+        )
         self.kind.currentTextChanged.connect(self._kind_changed)
         self.name = QLineEdit(self)
         self.name.setPlaceholderText("zone name")
-        self.min_area = QSpinBox(self)
-        self.min_area.setRange(0, 10_000_000)
-        self.min_area.setToolTip("A defect of at least this area (px) inside makes the part NG")
+        self.name.setToolTip("Names the zone's defects and its bar in the Pareto chart")
+        self.min_area = SliderSpin(
+            0, AREA_MAX, slider_max=DEFAULT_FRAME_AREA, log=True, parent=self
+        )
+        self.min_area.setToolTip(
+            "A defect of at least this area (px) inside makes the part NG (logarithmic slider)"
+        )
         self.draw_button = QPushButton("Draw", self)
         self.draw_button.setCheckable(True)
         self.draw_button.setToolTip("Click points on the image; double click or Close to finish")
         self.close_button = QPushButton("Close polygon", self)
+        self.close_button.setToolTip("Turn the clicked points (3 or more) into a zone")
         self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setToolTip("Drop the points clicked so far")
         self.hint = QLabel(self)
         self.table = QTableWidget(0, 4, self)
         self.table.setHorizontalHeaderLabels(["name", "kind", "min area px", "points"])
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setToolTip("The zones in the rules now; select rows to delete them")
         self.delete_button = QPushButton("Delete zone", self)
+        self.delete_button.setToolTip("Remove the selected zones from the rules")
 
         form = QFormLayout()
         form.addRow("Kind", self.kind)
@@ -89,27 +97,32 @@ class ZoneEditor(QWidget):
         self.close_button.clicked.connect(self.close_polygon)
         self.cancel_button.clicked.connect(self.cancel)
         self.delete_button.clicked.connect(self.delete_selected)
-        live_panel.clicked.connect(self._on_click)
-        live_panel.double_clicked.connect(lambda _x, _y: self.close_polygon())
-        applier.changed.connect(self.show_rules)
+        self.signals.changed.connect(self.show_rules)
+        self.signals.error.connect(self.error)
+        bridge.result.connect(self._follow_frame_size)
         self._kind_changed(self.kind.currentText())
-        self.show_rules(applier.rules)
+        self.show_rules(model.rules)
 
     # --- drawing -----------------------------------------------------------------------------------
     def _draw_toggled(self, on: bool) -> None:
         if not on:
             self._points.clear()
-            self.live_panel.set_draft([])
+            self.draft_changed.emit([])
         self._update_buttons()
 
     def add_point(self, x: float, y: float) -> None:
         self._points.append((round(x, 1), round(y, 1)))
-        self.live_panel.set_draft(self._points)
+        self.draft_changed.emit(list(self._points))
         self._update_buttons()
 
-    def _on_click(self, x: float, y: float) -> None:
+    def image_clicked(self, x: float, y: float) -> None:
+        """A click on the image (pixel coordinates): a point of the polygon while drawing."""
         if self.draw_button.isChecked():
             self.add_point(x, y)
+
+    def image_double_clicked(self, _x: float = 0.0, _y: float = 0.0) -> None:
+        if self.draw_button.isChecked():
+            self.close_polygon()
 
     def close_polygon(self) -> Zone | None:
         """Turn the clicked points into a zone in the session's rules; None if < 3 points."""
@@ -120,9 +133,9 @@ class ZoneEditor(QWidget):
             name=self._unique_name(self.name.text().strip() or f"{kind} zone"),
             kind=kind,  # type: ignore[arg-type]  # one of KINDS, from the combo
             polygon=tuple(self._points),
-            min_area_px=self.min_area.value() if kind == "critical" else 0,
+            min_area_px=int(self.min_area.value()) if kind == "critical" else 0,
         )
-        self._set_zones((*self.applier.rules.zones, zone))
+        self._set_zones((*self.model.rules.zones, zone))
         self.name.clear()
         self.draw_button.setChecked(False)  # clears the draft
         return zone
@@ -133,15 +146,15 @@ class ZoneEditor(QWidget):
     def delete_selected(self) -> None:
         rows = {i.row() for i in self.table.selectedIndexes()}
         if rows:
-            zones = self.applier.rules.zones
+            zones = self.model.rules.zones
             self._set_zones(tuple(z for i, z in enumerate(zones) if i not in rows))
 
     def _set_zones(self, zones: tuple[Zone, ...]) -> None:
-        self.applier.set(replace(self.applier.rules, zones=zones))
+        self.model.set_zones(zones)
 
     def _unique_name(self, name: str) -> str:
         # zone names label defects and the Pareto chart: two zones must not share one
-        taken = {z.name for z in self.applier.rules.zones}
+        taken = {z.name for z in self.model.rules.zones}
         candidate, n = name, 2
         while candidate in taken:
             candidate, n = f"{name} {n}", n + 1
@@ -158,8 +171,13 @@ class ZoneEditor(QWidget):
                 if j == 1:
                     item.setForeground(QBrush(colour_of(zone.kind)))
                 self.table.setItem(i, j, item)
-        self.live_panel.set_zones(zones)
+        self.zones_changed.emit(zones)
         self._update_buttons()
+
+    def _follow_frame_size(self, result: FrameResult) -> None:
+        shape = result.frame.image.shape
+        if len(shape) >= 2 and shape[0] * shape[1] > 1:
+            self.min_area.set_slider_max(shape[0] * shape[1])
 
     def _kind_changed(self, kind: str) -> None:
         self.min_area.setEnabled(kind == "critical")
@@ -168,7 +186,7 @@ class ZoneEditor(QWidget):
         drawing = self.draw_button.isChecked()
         self.close_button.setEnabled(drawing and len(self._points) >= 3)
         self.cancel_button.setEnabled(drawing)
-        self.delete_button.setEnabled(bool(self.applier.rules.zones))
+        self.delete_button.setEnabled(bool(self.model.rules.zones))
         self.hint.setText(
             f"{len(self._points)} point(s) — click on the image" if drawing else "Press Draw"
         )

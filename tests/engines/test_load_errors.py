@@ -117,3 +117,58 @@ def test_import_engines_does_not_import_backends() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("shift", "refused"), [(0.005, False), (0.05, True)])
+def test_a_tensorrt_engine_runs_the_golden_with_the_gpu_floor(
+    tmp_path: Path, mean_model: Path, monkeypatch: pytest.MonkeyPatch, shift: float, refused: bool
+) -> None:
+    """The fake TensorRT engine (output = input) against a golden recorded by ONNX Runtime on
+    the same identity model, its mean shifted: 0.005 is inside the 0.01 GPU floor (a CPU model
+    would be refused at 1e-4), 0.05 is not."""
+    import sys
+
+    import engines._tensorrt as trt_backend
+    from engines import selftest
+    from tests.engines import fake_tensorrt
+
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt)
+    monkeypatch.setattr(trt_backend, "import_cudart", lambda path: fake_tensorrt.FakeCudart())
+    onnx_copy = tmp_path / "mean.onnx"
+    onnx_copy.write_bytes(mean_model.read_bytes())
+    ModelCard.load(card_path_for(mean_model)).save(card_path_for(onnx_copy))
+    frame = np.random.default_rng(1).integers(0, 255, (40, 40), dtype=np.uint8)
+    selftest.record_golden(onnx_copy, [frame])
+    card = ModelCard.load(card_path_for(onnx_copy))
+    golden = {**card.golden, "output_digest": dict(card.golden["output_digest"])}
+    golden["output_digest"]["mean"] += shift
+    plan = fake_tensorrt.write_plan(tmp_path / "mean.engine", hwc=(32, 32, 1))
+    card.with_updates(golden=golden).save(card_path_for(plan))
+    if refused:
+        message = _load_error(plan)
+        assert "golden self-test failed: mean difference 0.05 > tolerance 0.01" in message
+    else:
+        engines.load_engine(plan).close()
+
+
+def test_weights_damaged_on_disk_are_refused(tmp_path: Path) -> None:
+    """Bytes of the demo U-Net's largest weight tensor overwritten in the file itself: the
+    protobuf still parses and ONNX Runtime still loads it, so only the output can tell."""
+    import onnx
+    from onnx import numpy_helper
+
+    root = Path(__file__).resolve().parents[2] / "resources" / "models"
+    data = bytearray((root / "demo.onnx").read_bytes())
+    proto = onnx.load(str(root / "demo.onnx"))
+    biggest = max(proto.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    raw = numpy_helper.to_array(biggest).astype("<f4").tobytes()
+    start = bytes(data).find(raw[:256])
+    assert start > 0, "the tensor's bytes are stored raw in the file"
+    rng = np.random.default_rng(0)
+    for offset in range(start + 1024, start + 1024 + 4096, 64):  # 4 bytes in every 64
+        data[offset : offset + 4] = rng.bytes(4)
+    path = tmp_path / "demo.onnx"
+    path.write_bytes(bytes(data))
+    ModelCard.load(root / "demo.json").save(card_path_for(path))
+    message = _load_error(path)
+    assert "golden self-test failed" in message or "blank tile" in message, message

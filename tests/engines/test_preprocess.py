@@ -63,3 +63,16 @@ def test_downscale_is_area_average_and_upscale_is_linear() -> None:
     assert np.all(np.diff(up[0, :, 0]) >= 0) and 0 < up[0, 1, 0] < 1
     colour_half = COLOUR.with_updates(frame_scale=0.5)
     assert to_model_input(np.zeros((10, 7, 3), np.uint16), colour_half).shape == (5, 4, 3)
+
+
+@pytest.mark.parametrize(
+    ("scale", "shape"),
+    [(0.5, (1100, 64)), (0.25, (1200, 40, 3)), (0.125, (2048, 16)), (0.5, (1101, 64))],
+)
+def test_banded_downscale_equals_whole_frame(scale: float, shape: tuple[int, ...]) -> None:
+    from engines.preprocess import scaled_model_input
+
+    card = ModelCard(name="s", input_height=16, input_width=16, frame_scale=scale)
+    image = (np.random.default_rng(1).random(shape) * 65535).astype(np.uint16)
+    banded = scaled_model_input(image, card, 16)  # > 512 rows: several bands (odd size: fallback)
+    np.testing.assert_allclose(banded, to_model_input(image, card, 16), rtol=0, atol=1e-6)

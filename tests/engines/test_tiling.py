@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import engines
 from engines.card import ModelCard
 from engines.predict import predict_maps
-from engines.tiling import extract_tiles, stitch, tile_grid, tile_weights
+from engines.tiling import Stitcher, extract_tiles, stitch, tile_grid, tile_weights
 
 
 @st.composite
@@ -40,6 +40,29 @@ def test_extract_then_stitch_is_identity(
     out = stitch(tiles, positions, h, w, overlap)
     assert out.shape == image.shape
     np.testing.assert_allclose(out, image, rtol=0, atol=1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(frame_and_tile())
+def test_streaming_stitcher_matches_stitch(params: tuple[int, int, int, int, int]) -> None:
+    h, w, th, tw, overlap = params
+    positions = tile_grid(h, w, th, tw, overlap)
+    tiles = np.random.default_rng(h * 7 + w).random((len(positions), th, tw), dtype=np.float32)
+    stitcher = Stitcher(h, w, th, tw, overlap, positions)
+    for tile, position in zip(tiles[::-1], positions[::-1], strict=True):  # any order
+        assert not stitcher.complete
+        stitcher.add(tile, position)
+    out = stitcher.result()
+    assert out.shape == (h, w) and out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_allclose(out, stitch(tiles, positions, h, w, overlap), rtol=0, atol=1e-6)
+
+
+def test_stitcher_refuses_an_incomplete_map() -> None:
+    positions = tile_grid(20, 20, 8, 8, 2)
+    stitcher = Stitcher(20, 20, 8, 8, 2, positions)
+    stitcher.add(np.ones((8, 8), np.float32), positions[0])
+    with pytest.raises(ValueError, match="1 of 9 tiles"):
+        stitcher.result()
 
 
 @settings(max_examples=100, deadline=None)

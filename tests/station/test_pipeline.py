@@ -189,7 +189,7 @@ def test_stop_joins_threads_and_is_idempotent() -> None:
     assert not pipe.running
     st = pipe.stats()
     assert st.produced == st.judged + st.dropped
-    assert st.dropped > 0  # the frames still queued at stop are counted, not lost
+    assert st.dropped == 0  # the frames still queued at stop are judged, not dropped
     # on_finished already saw the final numbers (the session reports them from there)
     assert len(at_finish) == 1 and (at_finish[0].produced, at_finish[0].dropped) == (
         st.produced,
@@ -250,16 +250,18 @@ def test_engine_swap_while_threaded() -> None:
     assert pipe.stats().engine_errors == 0, "the old engine was used after engine_idle()"
 
 
-def test_engine_exception_skips_the_batch_and_the_worker_goes_on() -> None:
-    errors: list[str] = []
+def test_engine_exception_makes_the_batch_error_and_the_worker_goes_on() -> None:
     sink = Collect()
     engine = FakeEngine(fail_on={2})
-    pipe = Pipeline(ListSource(5), engine, judge_fn, [sink], sync=True, on_error=errors.append)
+    pipe = Pipeline(ListSource(5), engine, judge_fn, [sink], sync=True)
     pipe.start()
     st = pipe.stats()
-    assert [r.frame.frame_id for r in sink.results] == [0, 2, 3, 4]
-    assert (st.judged, st.failed, st.skipped, st.engine_errors) == (4, 1, 1, 1)
-    assert errors and "inference failed" in errors[0]
+    assert [r.frame.frame_id for r in sink.results] == [0, 1, 2, 3, 4]  # every frame answered
+    failed = sink.results[1]
+    assert failed.inspection.verdict == "ERROR" and failed.prob is None
+    assert "inference failed" in (failed.inspection.error or "")
+    assert (st.produced, st.judged, st.errors, st.dropped, st.engine_errors) == (5, 4, 1, 0, 1)
+    assert pipe.fault is None  # one fault is not yet a FAULT
 
 
 def test_source_error_is_reported_and_the_pipeline_ends_cleanly() -> None:
@@ -286,7 +288,7 @@ def test_limit_stops_acquisition_after_n_frames() -> None:
     assert len(sink.results) == 7
 
 
-def test_source_skips_are_reported_in_stats() -> None:
+def test_source_skips_are_reported_in_stats() -> None:  # e.g. buffers a camera driver dropped
     source = ListSource(3)
     source.stats.skipped = 2  # e.g. two unreadable files
     pipe = Pipeline(source, FakeEngine(), judge_fn, [], sync=True)

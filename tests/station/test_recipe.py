@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.station import recipe as recipe_mod
+from app.station.access import verify_pin
 from app.station.inspection import Rules, Zone
 from app.station.recipe import (
     CameraSettings,
@@ -237,7 +238,8 @@ def test_migration_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_settings_defaults_follow_home(tmp_path: Path) -> None:
     s = load_settings(environ={"INSPECTION_STATION_HOME": str(tmp_path)})
-    assert s == Settings("1234", tmp_path, tmp_path / "results.sqlite3", tmp_path / "archive")
+    # no default PIN: the first engineer login sets one
+    assert s == Settings("", tmp_path, tmp_path / "results.sqlite3", tmp_path / "archive")
     assert s.keep_last == 50 and s.recipe_path is None
 
 
@@ -254,7 +256,9 @@ def test_settings_file_and_relative_paths(tmp_path: Path) -> None:
         f'archive_dir = "{(tmp_path / "arch").as_posix()}"\nrecipe_path = "/r/x.toml"\n'
     )
     s = load_settings(environ={"INSPECTION_STATION_HOME": str(home)})
-    assert s.engineer_pin == "9876" and s.keep_last == 10
+    # the clear-text PIN of an older file is migrated to its hash on load
+    assert verify_pin("9876", s.engineer_pin) and s.keep_last == 10
+    assert "9876" not in (home / "settings.toml").read_text()
     assert s.db_path == home / "db" / "r.sqlite3" and s.archive_dir == tmp_path / "arch"
     assert s.recipe_path == Path("/r/x.toml")
     out = save_settings(s, tmp_path / "copy.toml")
@@ -268,6 +272,7 @@ def test_settings_file_and_relative_paths(tmp_path: Path) -> None:
         ("keep_last = 0", "key 'keep_last': must be >= 1"),
         ("engineer_pin = 1234", "key 'engineer_pin': must be a string"),
         ("engineer_pin = ''", "must not be empty"),
+        ("engineer_pin_hash = '1234'", "not an scrypt PIN record"),
         ("schema_version = 7", "newer"),
         ("keep_last = ", "not valid TOML"),
     ],

@@ -60,13 +60,19 @@ def mixed(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_mixed_folder_delivers_good_and_skips_bad_with_reasons(
+def test_mixed_folder_delivers_good_and_marks_bad_with_reasons(
     mixed: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     src = open_source(f"folder:{mixed}")
     with caplog.at_level(logging.WARNING, logger="app.station.sources"):
-        frames = list(src.frames())
+        everything = list(src.frames())
 
+    # Unreadable files come through as unreadable frames (they end as ERROR verdicts).
+    bad = {f.metadata["file"]: f.metadata["error"] for f in everything if not f.readable}
+    assert sorted(bad) == ["05_corrupt.png", "06_empty.bmp", "07_huge.png", "08_truncated.jpg"]
+    assert all(f.image.size == 0 for f in everything if not f.readable)
+    assert [f.frame_id for f in everything] == list(range(11))
+    frames = [f for f in everything if f.readable]
     names = [Path(f.metadata["path"]).name for f in frames]
     assert names == [
         "01_grey.png",
@@ -87,10 +93,8 @@ def test_mixed_folder_delivers_good_and_skips_bad_with_reasons(
     for f in frames:
         assert f.image.flags.c_contiguous and not f.image.flags.writeable
         assert f.image.dtype in (np.uint8, np.uint16)
-    assert [f.frame_id for f in frames] == list(range(7))
-
     assert src.stats.delivered == 7
-    assert src.stats.skipped == 4
+    assert src.stats.skipped == 0  # nothing vanished: the four bad files are ERROR frames
     errors = "\n".join(src.stats.errors)
     assert "05_corrupt.png: not a readable image" in errors
     assert "06_empty.bmp: empty file (0 bytes)" in errors
@@ -99,10 +103,11 @@ def test_mixed_folder_delivers_good_and_skips_bad_with_reasons(
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 4
 
 
-def test_low_pixel_limit_skips_normal_images(mixed: Path) -> None:
+def test_low_pixel_limit_refuses_normal_images(mixed: Path) -> None:
     src = FolderSource(mixed, options=SourceOptions(max_pixels=1000))
-    assert list(src.frames()) == []
-    assert src.stats.skipped == 11
+    frames = list(src.frames())
+    assert len(frames) == 11 and not any(f.readable for f in frames)
+    assert src.stats.delivered == 0
     assert sum("too large (40 x 30 = 0.0012 megapixels" in e for e in src.stats.errors) == 8
 
 
@@ -181,15 +186,16 @@ def test_watch_picks_up_new_files(three: Path) -> None:
         time.sleep(0.02)
     assert len(got) == 3
     write(three / "f3.png", np.full((8, 8), 3, np.uint8))
-    (three / "f4.png").write_bytes(b"")  # an empty file that stays empty: skipped, not retried
-    while (len(got) < 4 or src.stats.skipped < 1) and time.monotonic() < deadline + 3:
+    (three / "f4.png").write_bytes(b"")  # an empty file that stays empty: one ERROR frame
+    while len(got) < 5 and time.monotonic() < deadline + 3:
         time.sleep(0.02)
+    time.sleep(0.2)  # a few more polls: the empty file must not come again
     src.close()
     worker.join(1)
     assert not worker.is_alive()
-    assert [int(f.image[0, 0]) for f in got] == [0, 1, 2, 3]
-    assert Path(got[-1].metadata["path"]).name == "f3.png"
-    assert src.stats.skipped == 1 and "f4.png: empty file" in src.stats.errors[-1]
+    assert [int(f.image[0, 0]) for f in got if f.readable] == [0, 1, 2, 3]
+    assert [f.metadata["file"] for f in got if not f.readable] == ["f4.png"]
+    assert "f4.png: empty file" in src.stats.errors[-1]
 
 
 def test_bad_folders_fail_clearly(tmp_path: Path) -> None:
@@ -205,8 +211,8 @@ def test_bad_folders_fail_clearly(tmp_path: Path) -> None:
 def test_loop_over_only_unreadable_files_stops(tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(b"junk")
     src = FolderSource(tmp_path, options=SourceOptions(loop=True))
-    assert list(src.frames()) == []
-    assert src.stats.skipped == 1
+    frames = list(src.frames())
+    assert [(f.metadata["file"], f.readable) for f in frames] == [("a.png", False)]
     assert "no readable images" in src.stats.errors[-1]
 
 
@@ -225,7 +231,7 @@ def test_a_looping_folder_reports_a_bad_file_once_and_retries_it_when_rewritten(
     write(bad, np.full((8, 8), 7, np.uint8))  # repaired: a new size, so it is read again
     values = []
     for f in src.frames():
-        values.append(int(f.image[0, 0]))
+        values.append(int(f.image[0, 0]) if f.readable else -1)
         if len(values) == 4:
             break
     assert 7 in values and src.stats.skipped == 1

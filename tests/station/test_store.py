@@ -1,9 +1,14 @@
-"""Results store: round trip, queries, CSV, retention, a locked database and a failing archive."""
+"""Results store: round trip (PASS, NG, ERROR), queries, CSV, retention, the v1 -> v2 migration,
+a locked database and a failing archive.
+
+Fault injection in depth (journal, malformed files, disk floors, other processes, non-UTF-8
+names) is in test_store_faults.py."""
 
 from __future__ import annotations
 
 import csv
 import errno
+import json
 import sqlite3
 import threading
 import time
@@ -12,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.station import store as store_mod
+from app.station import _store_archive as archive_mod
 from app.station.frame import Frame
-from app.station.inspection import FrameResult, Rules, Zone
+from app.station.inspection import FrameResult, Rules, Zone, error_inspection
 from app.station.inspector import judge
 from app.station.store import ResultsStore, StoreError
 
@@ -36,9 +41,35 @@ def make_result(frame_id: int, *, blobs: int = 0, ts: float = 1_700_000_000.0) -
     return FrameResult(frame, prob, ins)
 
 
+def count_rows(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM inspections").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def error_result(
+    frame_id: int, *, source: str = "folder:test", path: str | None = None, readable: bool = False
+) -> FrameResult:
+    """An ERROR result: an unreadable file (0x0 image) or a model fault (image, no map)."""
+    meta = {"path": path} if path is not None else {}
+    if readable:
+        frame = Frame(np.full((16, 24), 7, np.uint8), frame_id, 1_700_000_100.0, source, meta)
+        reason = "model output is not finite (NaN)"
+    else:
+        reason = f"cannot read {path or 'frame'}: not an image"
+        frame = Frame.unreadable(frame_id, 1_700_000_100.0, source, reason, meta)
+    ins = error_inspection(frame, reason, rules=RULES, model_id="m1")
+    return FrameResult(frame, None, ins)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> ResultsStore:
-    s = ResultsStore(tmp_path / "db" / "results.sqlite3", tmp_path / "archive", busy_timeout_ms=50)
+    s = ResultsStore(
+        tmp_path / "db" / "results.sqlite3", tmp_path / "archive", busy_timeout_ms=50,
+        retry_interval_s=0,
+    )  # fmt: skip
     yield s
     s.close()
 
@@ -140,9 +171,9 @@ def test_locked_database_queues_then_lands(store: ResultsStore) -> None:
     other = sqlite3.connect(store.db_path, isolation_level=None, timeout=0.05)
     other.execute("BEGIN EXCLUSIVE")
     try:
-        assert store.add(make_result(1, blobs=1)) is None  # no exception: queued
+        assert store.add(make_result(1, blobs=1)) is None  # no exception: journaled
         assert store.add(make_result(2)) is None
-        assert store.pending == 2 and store.failures == 2
+        assert store.journaled == 2 and store.failures == 2 and store.stored == 1
         assert store.flush() == 2
         # WAL: the GUI can still read while another process holds the write lock.
         assert [r.frame_id for r in store.recent()] == [0]
@@ -150,7 +181,7 @@ def test_locked_database_queues_then_lands(store: ResultsStore) -> None:
         other.execute("COMMIT")
         other.close()
     assert store.add(make_result(3)) is not None
-    assert store.pending == 0
+    assert (store.journaled, store.stored, store.lost) == (0, 4, 0)
     assert [r.frame_id for r in store.recent()] == [3, 2, 1, 0]
     assert [r.id for r in store.recent()] == [4, 3, 2, 1]  # acquisition order kept
     assert store.recent(verdict="NG")[0].image_path.is_file()  # archived while locked
@@ -166,18 +197,21 @@ def test_flush_after_lock_released(store: ResultsStore) -> None:
     assert [r.frame_id for r in store.recent()] == [1]
 
 
-def test_pending_queue_is_bounded(tmp_path: Path) -> None:
-    s = ResultsStore(tmp_path / "r.db", tmp_path / "a", busy_timeout_ms=10, pending_max=2)
+def test_close_while_locked_keeps_the_journal(tmp_path: Path) -> None:
+    s = ResultsStore(tmp_path / "r.db", tmp_path / "a", busy_timeout_ms=10)
     other = sqlite3.connect(s.db_path, isolation_level=None, timeout=0.05)
     other.execute("BEGIN EXCLUSIVE")
     for i in range(4):
         assert s.add(make_result(i)) is None
-    assert (s.pending, s.lost, s.failures) == (2, 2, 4)
+    assert (s.journaled, s.lost, s.failures, s.stored) == (4, 0, 4, 0)
+    s.close()  # the last try fails too: the rows stay in the journal file
+    assert (tmp_path / "r.db.journal.jsonl").is_file()
     other.execute("COMMIT")
     other.close()
-    s.close()  # close flushes what is left
     with ResultsStore(tmp_path / "r.db", tmp_path / "a") as again:
-        assert [r.frame_id for r in again.recent()] == [3, 2]
+        assert (again.stored, again.journaled) == (4, 0)
+        assert [r.frame_id for r in again.recent()] == [3, 2, 1, 0]
+    assert not (tmp_path / "r.db.journal.jsonl").exists()
 
 
 def test_archive_dir_is_a_file(tmp_path: Path) -> None:
@@ -185,7 +219,7 @@ def test_archive_dir_is_a_file(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with ResultsStore(tmp_path / "r.db", blocker) as s:
         rid = s.add(make_result(1, blobs=1))
-        assert rid is not None and s.failures == 1
+        assert rid is not None and s.failures == 1 and s.archive_failures == 1
         row = s.get(rid)
         assert row.verdict == "NG" and row.image_path is None and row.mask_path is None
 
@@ -199,11 +233,11 @@ def test_disk_full_on_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, data)
 
-    real = store_mod.atomic_write_bytes
-    monkeypatch.setattr(store_mod, "atomic_write_bytes", full)
+    real = archive_mod.atomic_write_bytes
+    monkeypatch.setattr(archive_mod, "atomic_write_bytes", full)
     with ResultsStore(tmp_path / "r.db", tmp_path / "a") as s:
         rid = s.add(make_result(1, blobs=1))
-        assert rid is not None and s.failures == 1
+        assert rid is not None and s.failures == 1 and s.archive_failures == 1
         assert s.get(rid).image_path is None
     assert list((tmp_path / "a").rglob("*.png")) == []  # no orphan image without its mask
 
@@ -223,17 +257,20 @@ def test_concurrent_writer_and_reader(store: ResultsStore) -> None:
     while t.is_alive():
         store.recent(limit=10)
     t.join()
-    assert errors == [] and store.pending == 0
+    assert errors == [] and store.journaled == 0 and store.stored == 40
     assert len(store.recent(limit=None)) == 40
 
 
 def test_closed_store(tmp_path: Path) -> None:
     s = ResultsStore(tmp_path / "r.db", tmp_path / "a")
     s.close()
-    assert s.add(make_result(1)) is None and s.failures == 1
+    assert s.add(make_result(1)) is None  # too late for this store: journaled for the next one
+    assert (s.journaled, s.lost) == (1, 0)
     s.close()  # idempotent
     with pytest.raises(StoreError):
         s.recent()
+    with ResultsStore(tmp_path / "r.db", tmp_path / "a") as again:
+        assert [r.frame_id for r in again.recent()] == [1]
 
 
 def test_unusable_db_path_raises_clear_error(tmp_path: Path) -> None:
@@ -242,15 +279,97 @@ def test_unusable_db_path_raises_clear_error(tmp_path: Path) -> None:
         ResultsStore(tmp_path / "f" / "r.db", tmp_path / "a")
 
 
-def test_database_disk_full_queues(store: ResultsStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = ResultsStore._insert
+def test_database_disk_full_journals(store: ResultsStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = ResultsStore._insert_rows
 
-    def full(self: ResultsStore, row: object) -> int:
+    def full(self: ResultsStore, rows: object) -> list[int]:
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(ResultsStore, "_insert", full)
+    monkeypatch.setattr(ResultsStore, "_insert_rows", full)
     assert store.add(make_result(1, blobs=1)) is None
-    assert (store.pending, store.failures) == (1, 1)
-    monkeypatch.setattr(ResultsStore, "_insert", real)
+    assert (store.journaled, store.failures) == (1, 1)
+    monkeypatch.setattr(ResultsStore, "_insert_rows", real)
     assert store.flush() == 0
     assert [r.frame_id for r in store.recent()] == [1]
+
+
+def test_error_rows_round_trip(tmp_path: Path) -> None:
+    with ResultsStore(tmp_path / "results.db", tmp_path / "archive") as s:
+        unreadable = s.add(error_result(1, path="/data/line1/broken.png"))
+        fault = s.add(error_result(2, readable=True))
+        s.add(make_result(3))
+        s.add(make_result(4, blobs=1))
+        row = s.get(unreadable)
+        assert (row.verdict, row.path, row.n_defects) == ("ERROR", "/data/line1/broken.png", 0)
+        assert row.error == "cannot read /data/line1/broken.png: not an image"
+        assert row.reasons == (row.error,)
+        assert row.image_path is None and s.load_archived(row) is None  # nothing to archive
+        row = s.get(fault)
+        assert row.error == "model output is not finite (NaN)" and row.path is None
+        assert row.image_path.is_file() and row.mask_path is None  # image only
+        image, mask = s.load_archived(row)
+        assert image.shape == (16, 24) and not mask.any()
+        assert [r.frame_id for r in s.recent(verdict="ERROR")] == [2, 1]
+        assert s.verdict_counts() == {"PASS": 1, "NG": 1, "ERROR": 2}
+        assert s.yield_series(1e10) == [(0.0, 4, 1)]  # an ERROR is never a pass
+        out = tmp_path / "x.csv"
+        assert s.export_csv(out, verdict="ERROR") == 2
+        rows = list(csv.DictReader(out.open(newline="", encoding="utf-8")))
+        assert rows[1]["verdict"] == "ERROR" and rows[1]["path"] == "/data/line1/broken.png"
+        assert rows[1]["error"].startswith("cannot read") and rows[0]["mask_path"] == ""
+    assert count_rows(tmp_path / "results.db") == 4
+
+
+V1_SCHEMA = """
+CREATE TABLE inspections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, frame_id INTEGER NOT NULL, source TEXT NOT NULL,
+    timestamp REAL NOT NULL, verdict TEXT NOT NULL CHECK (verdict IN ('PASS', 'NG')),
+    reasons TEXT NOT NULL, n_defects INTEGER NOT NULL, total_area_px INTEGER NOT NULL,
+    model_id TEXT NOT NULL, recipe_version INTEGER NOT NULL, threshold REAL NOT NULL,
+    min_area_px INTEGER NOT NULL, rules TEXT NOT NULL, timings TEXT NOT NULL, image_path TEXT,
+    mask_path TEXT);
+CREATE TABLE defects (
+    id INTEGER PRIMARY KEY, inspection_id INTEGER NOT NULL REFERENCES inspections(id)
+    ON DELETE CASCADE, area_px INTEGER NOT NULL, area_mm2 REAL, bbox TEXT NOT NULL,
+    centroid TEXT NOT NULL, max_prob REAL NOT NULL, mean_prob REAL NOT NULL, zone TEXT);
+CREATE INDEX inspections_timestamp ON inspections(timestamp);
+CREATE INDEX inspections_verdict ON inspections(verdict);
+CREATE INDEX inspections_model ON inspections(model_id);
+CREATE INDEX defects_inspection ON defects(inspection_id);
+PRAGMA user_version = 1;
+"""
+
+
+def test_migration_v1_to_v2_keeps_rows(tmp_path: Path) -> None:
+    db = tmp_path / "results.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.executescript(V1_SCHEMA)
+    for i in range(5):
+        conn.execute(
+            "INSERT INTO inspections (frame_id, source, timestamp, verdict, reasons, n_defects, "
+            "total_area_px, model_id, recipe_version, threshold, min_area_px, rules, timings, "
+            "image_path, mask_path) VALUES (?, 'folder:old', ?, ?, ?, ?, 4, 'm0', 2, 0.5, 3, "
+            "'{}', '{\"infer\": 1.0}', ?, NULL)",
+            (i, 1_600_000_000.0 + i, "NG" if i % 2 else "PASS",
+             json.dumps(["x"] if i % 2 else []), i % 2, "d/i.png" if i % 2 else None),
+        )  # fmt: skip
+    conn.execute(
+        "INSERT INTO defects (inspection_id, area_px, area_mm2, bbox, centroid, max_prob, "
+        "mean_prob, zone) VALUES (4, 4, NULL, '[1, 2, 2, 2]', '[2.0, 3.0]', 0.9, 0.8, 'seal')"
+    )
+    conn.execute("DELETE FROM inspections WHERE id <= 2")  # retention took the oldest two
+    conn.close()
+    with ResultsStore(db, tmp_path / "archive") as s:
+        rows = s.recent()
+        assert [(r.id, r.frame_id, r.verdict) for r in rows] == [
+            (5, 4, "PASS"), (4, 3, "NG"), (3, 2, "PASS"),
+        ]  # fmt: skip
+        assert rows[1].defects[0].zone == "seal" and rows[1].reasons == ("x",)
+        assert rows[1].image_path == tmp_path / "archive" / "d/i.png"
+        assert (rows[0].error, rows[0].path) == (None, None)
+        assert s.add(error_result(9)) == 6  # ERROR allowed now; ids continue
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT COUNT(*) FROM inspections").fetchone()[0] == 4
+    conn.close()

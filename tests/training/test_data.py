@@ -135,6 +135,14 @@ def test_generator_kinds_and_no_tensorflow_import(tmp_path: Path) -> None:
         assert image.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
     image, mask = make_sample(rng, (64, 64), None)
     assert not mask.any()
+    # The kinds are the classes: class-index masks carry 1 + the kind's index, named in classes.txt.
+    generate(tmp_path / "cls", 8, size=(32, 32), defect_ratio=1.0, seed=0, class_masks=True)
+    ids = {
+        int(cv2.imread(str(p), cv2.IMREAD_UNCHANGED).max())
+        for p in (tmp_path / "cls" / "masks").iterdir()
+    }
+    assert ids == {1, 2, 3, 4}
+    assert (tmp_path / "cls" / "classes.txt").read_text().split() == ["background", *DEFECT_KINDS]
     code = (
         "import sys, training, training.data, training.data.synthetic as s;"
         f"s.generate({str(tmp_path)!r}, 4, size=(32, 32), seed=0);"

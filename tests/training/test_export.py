@@ -10,6 +10,7 @@ import pytest
 
 from engines import load_engine
 from engines.card import ModelCard
+from engines.selftest import DEFAULT_TOLERANCE
 
 pytestmark = pytest.mark.training
 
@@ -104,6 +105,9 @@ def test_export_then_int8_and_fp16_variants(tiny_run: Path, tmp_path: Path) -> N
     result = export_run(run, tmp_path / "m.onnx", evaluate=True)
     card = ModelCard.load(tmp_path / "m.json")
     assert card.training["split_file"] == "m.split.json" and (tmp_path / "m.split.json").is_file()
+    # The golden self-test is recorded from ONNX Runtime and survives evaluate's card update.
+    assert card.golden["recorded_with"] == "onnxruntime fp32"
+    assert card.golden["tolerance"] >= DEFAULT_TOLERANCE["fp32"]
     assert card.metrics["split"] == "test" and Path(result["report"]).is_file()
     data = json.loads((run / "config.json").read_text())["data"]
     for precision in ("int8", "fp16"):
@@ -115,10 +119,48 @@ def test_export_then_int8_and_fp16_variants(tiny_run: Path, tmp_path: Path) -> N
             vcard.agreement
         )
         assert "ms_per_frame_cpu" in vcard.metrics["val"]
+        # Its own golden: its own output, its precision's tolerance, not the FP32 one's.
+        assert vcard.golden["recorded_with"] == f"onnxruntime {precision}"
+        assert vcard.golden["tolerance"] >= DEFAULT_TOLERANCE[precision]
+        assert vcard.golden["tolerance"] >= 10 * vcard.golden["kernel_spread"]
         engine = load_engine(out)
         probs = engine.infer(np.zeros((2, 64, 64, 1), np.float32))
         assert probs.shape == (2, 64, 64, 1) and probs.dtype == np.float32
         engine.close()
+
+
+def test_golden_frames_put_defective_frames_first(synthetic_folder: Path) -> None:
+    from training.data import find_samples
+    from training.data.loaders import read_image
+    from training.export import golden_frames
+
+    samples = find_samples(synthetic_folder)
+    frames = golden_frames(samples, limit=3)
+    defective = [s for s in samples if s.defective]
+    assert len(frames) == 3 and len(defective) >= 3
+    for frame, sample in zip(frames, defective, strict=False):
+        assert np.array_equal(frame, read_image(sample.image_path))
+
+
+def test_an_exported_model_with_damaged_weights_is_refused_at_load(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from engines.protocol import ModelLoadError
+    from training.export import export_run
+
+    out = tmp_path / "m.onnx"
+    export_run(tiny_run, out, evaluate=False)
+    load_engine(out).close()  # healthy as exported
+    proto = onnx.load(str(out))
+    biggest = max(proto.graph.initializer, key=lambda t: np.prod(t.dims))
+    damaged = numpy_helper.to_array(biggest) * 1.1
+    biggest.CopyFrom(numpy_helper.from_array(damaged.astype(np.float32), biggest.name))
+    onnx.save(proto, str(out))
+    with pytest.raises(ModelLoadError, match="golden self-test failed"):
+        load_engine(out)
 
 
 def test_evaluate_takes_another_split_file(tiny_run: Path, tmp_path: Path) -> None:

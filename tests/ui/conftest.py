@@ -8,6 +8,7 @@ through exactly the same load_engine / predict path as the demo model.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from app.station.inspection import Rules
 from app.station.recipe import Recipe, SourceSettings
 from app.station.settings import Settings
 from tests.tiny_models import sigmoid_model
+from tests.ui.setup_panels import make_panels  # noqa: F401 (fixture: the setup panels alone)
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +92,8 @@ def frames_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings.defaults(tmp_path / "data")
+    # No PIN is set by default; the tests unlock with this one (hashed by EngineerAccess).
+    return dataclasses.replace(Settings.defaults(tmp_path / "data"), engineer_pin="1234")
 
 
 @pytest.fixture
@@ -131,6 +134,8 @@ def make_main_window(
         session = InspectionSession(r, recipe_path=r.path, settings=settings)
         bridge = SessionBridge(session)
         window = MainWindow(session, bridge, settings)
+        # pytest-qt closes the window first at teardown, maybe with the line running: no question
+        window.ask_before_close = False
         qtbot.addWidget(window)
         made.append((session, bridge, window))
         if unlocked:
@@ -140,7 +145,10 @@ def make_main_window(
 
     yield factory
     for session, bridge, window in made:
-        window.close()
+        from shiboken6 import isValid
+
+        if isValid(window):  # pytest-qt may have closed and deleted it already
+            window.close()
         bridge.detach()
         session.close()
         assert not session.running

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
+from app.station.history_query import HistoryQuery
 from app.station.inspection import FrameResult
 from app.station.recipe import Recipe
 from app.station.session import InspectionSession
@@ -43,7 +44,7 @@ def bridge(session: InspectionSession) -> Iterator[SessionBridge]:
 
 @pytest.fixture
 def history(qtbot: Any, session: InspectionSession, bridge: SessionBridge) -> HistoryPanel:
-    p = HistoryPanel(session, bridge)
+    p = HistoryPanel(HistoryQuery(lambda: session.store, session.history), bridge)
     qtbot.addWidget(p)
     p.resize(900, 500)
     return p
@@ -126,7 +127,7 @@ def test_double_click_opens_archived_ng_and_explains_missing_pass(
     archived = next(
         i for i, r in enumerate(rows) if r.timestamp < time.time() - DAY and r.verdict == "NG"
     )
-    with qtbot.waitSignal(history.frame_opened, timeout=10_000) as opened:
+    with qtbot.waitSignal(history.frame_requested, timeout=10_000) as opened:
         index = history.model.index(archived, 0)
         rect = history.table.visualRect(index)
         # A real double-click: press/release, then the double-click event on the same cell.
@@ -149,26 +150,32 @@ def test_double_click_opens_archived_ng_and_explains_missing_pass(
     recent_ng = next(
         i for i, r in enumerate(rows) if r.timestamp > time.time() - DAY and r.verdict == "NG"
     )
-    with qtbot.waitSignal(history.frame_opened, timeout=2000) as kept:
+    with qtbot.waitSignal(history.frame_requested, timeout=2000) as kept:
         history.open_row(recent_ng)  # still kept in memory: the full probability map
     assert "in memory" in history.status.text()
     assert kept.args[0].prob.dtype == np.float32
 
 
-def test_open_goes_through_the_main_window(qtbot: Any, make_main_window: Any) -> None:
-    window = make_main_window(archive_ng=True)
-    results = _judge(window.session, 4)
+def test_open_asks_the_window_to_review_the_frame(qtbot: Any, make_panels: Any) -> None:
+    p = make_panels(archive_ng=True)
+    results = _judge(p.session, 4)
     ng = next(r for r in results if r.inspection.verdict == "NG")
-    window.session.store.add(_old(ng, 2))
-    panel: HistoryPanel = window.history_panel
+    p.session.store.add(_old(ng, 2))
+    panel: HistoryPanel = p["history"]
     panel.period.setCurrentText("all")
     panel.refresh()
     row = next(i for i, r in enumerate(panel.model.rows) if r.timestamp < time.time() - DAY)
-    with qtbot.waitSignal(window.frame_selected, timeout=10_000):
+    # the window's part of the contract: a requested frame goes on screen as REVIEW
+    panel.frame_requested.connect(lambda result: p.view_state.review(result, "archived"))
+    with qtbot.waitSignal(panel.frame_requested, timeout=10_000):
         panel.open_row(row)
-    current = window.current_result()
+    current = p.view_state.current
+    assert p.view_state.mode == "review" and p.view_state.why == "archived"
     np.testing.assert_array_equal(current.frame.image, ng.frame.image)
     assert current.inspection.verdict == "NG"
+    assert "for review" in panel.status.text()
+    # and the label panel, following the view state, offers exactly that frame
+    qtbot.waitUntil(lambda: p["label"].session.candidate is current, timeout=2000)
 
 
 def test_csv_export_writes_the_filtered_rows(
@@ -192,7 +199,7 @@ def test_stats_panel_draws_yield_and_pareto(
     qtbot: Any, session: InspectionSession, bridge: SessionBridge
 ) -> None:
     results = _judge(session, 8)
-    stats = StatsPanel(session, bridge)
+    stats = StatsPanel(lambda: session.store)
     qtbot.addWidget(stats)
     stats.show()
     qtbot.waitExposed(stats)

@@ -16,10 +16,10 @@ from PySide6.QtWidgets import QApplication
 
 from app.station.inspection import FrameResult
 from app.station.inspector import binary_mask
+from app.station.label_session import LabelSession
 from app.station.recipe import Recipe
 from app.station.session import InspectionSession
 from app.station.settings import Settings
-from app.ui.bridge import SessionBridge
 from app.ui.label_panel import LabelPanel
 from app.ui.paint_canvas import PaintCanvas
 
@@ -39,14 +39,15 @@ def session(recipe: Recipe, settings: Settings) -> Iterator[InspectionSession]:
 
 @pytest.fixture
 def panel(qtbot: Any, session: InspectionSession) -> Iterator[LabelPanel]:
-    bridge = SessionBridge(session)
-    p = LabelPanel(session, bridge)
+    labels = LabelSession(
+        lambda: session.recipe.dataset_path(session.settings.data_dir), lambda: session.rules
+    )
+    p = LabelPanel(labels)
     qtbot.addWidget(p)
     p.resize(700, 600)
     p.show()
     qtbot.waitExposed(p)
     yield p
-    bridge.detach()
 
 
 def _result_with_defect(session: InspectionSession) -> FrameResult:
@@ -203,14 +204,25 @@ def test_an_empty_defect_mask_is_refused_with_a_message(
     )
 
 
-def test_a_frame_shown_by_the_main_window_becomes_the_candidate(
-    qtbot: Any, make_main_window: Any
-) -> None:
-    window = make_main_window(unlocked=True)
-    result = _result_with_defect(window.session)
-    window.show_frame(result)  # e.g. opened from the history
-    label: LabelPanel = window.label_panel
+def test_the_frame_on_screen_becomes_the_candidate(qtbot: Any, make_panels: Any) -> None:
+    p = make_panels()
+    label: LabelPanel = p["label"]
+    result = _result_with_defect(p.session)
+    p.view_state.review(result, "archived")  # e.g. opened from the history: no window involved
+    qtbot.waitUntil(lambda: "Shown now" in label._source.text(), timeout=2000)
     label.pause_on_candidate()
     assert label.editing is not None
     assert label.editing.frame.frame_id == result.frame.frame_id
     assert label.canvas.has_image
+
+
+def test_saved_labels_refresh_the_training_data_summary(qtbot: Any, make_panels: Any) -> None:
+    p = make_panels()
+    label: LabelPanel = p["label"]
+    train = p["train"]
+    qtbot.waitUntil(lambda: "0 images" in train.summary.text(), timeout=5000)
+    p.view_state.offer_live(_result_with_defect(p.session))
+    with qtbot.waitSignal(label.saved, timeout=10_000):
+        label.mark_false_alarm()
+    qtbot.waitUntil(lambda: "1 images" in train.summary.text(), timeout=5000)
+    assert "1 defect-free" in train.summary.text()

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtCore import QObject, Signal
 
+from app.station.access import EngineerAccess
 from app.station.inspection import FrameResult
 from app.station.recipe import Recipe
 from app.station.session import InspectionSession
-from app.station.settings import Settings
-from app.ui._process_job import ProcessJob
-from app.ui.bridge import SessionBridge
+from app.station.training_workflow import Override, Stage, TrainingWorkflow
+from app.ui._process_job import ProcessJob, QtJobRunner
 from app.ui.train_panel import TrainPanel
+from tests.station.test_training_workflow import FakeStation, ScriptedRunner, report
+from tests.ui.setup_panels import Panels
 
 pytestmark = pytest.mark.gui
 
@@ -38,25 +40,21 @@ def dataset(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def session(recipe: Recipe, settings: Settings) -> Iterator[InspectionSession]:
+def built(make_panels: Any, recipe: Recipe) -> Panels:
     # A slow line (5 fps) keeps the 2-core machine free for the training child.
-    r = replace(recipe, source=replace(recipe.source, fps=5.0))
-    s = InspectionSession(r, settings=settings)
-    yield s
-    s.close()
+    return make_panels(source=replace(recipe.source, fps=5.0))
 
 
 @pytest.fixture
-def panel(qtbot: Any, session: InspectionSession) -> Iterator[TrainPanel]:
-    bridge = SessionBridge(session)
-    p = TrainPanel(session, bridge)
-    qtbot.addWidget(p)
+def session(built: Panels) -> InspectionSession:
+    return built.session
+
+
+@pytest.fixture
+def panel(qtbot: Any, built: Panels) -> TrainPanel:
+    p: TrainPanel = built["train"]
     p.show()
-    yield p
-    if p.job is not None:
-        p.job.proc.kill()
-        p.job.proc.waitForFinished(5000)
-    bridge.detach()
+    return p
 
 
 def _tiny(panel: TrainPanel, data: Path) -> None:
@@ -88,7 +86,7 @@ def test_tiny_training_compares_deploys_and_rolls_back(
     old = session.model_card
     old_path = session.model_path
     _tiny(panel, dataset)
-    qtbot.waitUntil(lambda: "24 images" in panel.summary.text(), timeout=5000)
+    qtbot.waitUntil(lambda: "24 images" in panel.summary.text(), timeout=10_000)
 
     panel.start()
     assert panel.state == "training" and panel.job is not None
@@ -110,7 +108,13 @@ def test_tiny_training_compares_deploys_and_rolls_back(
     assert set(view.curves) == {"current", "new"}
     assert panel.deploy_btn.isEnabled() and not panel.rollback_btn.isEnabled()
 
-    panel.deploy()
+    comparison = panel.workflow.comparison
+    assert comparison is not None
+    if comparison.worse:  # a one-epoch model may well be: the guard asks for the override
+        assert "override" in panel.deploy_btn.text()
+        assert panel.deploy_override(Override(pin="1234", who="test", reason="tiny test model"))
+    else:
+        panel.deploy()
     _wait_state(qtbot, panel, ("deployed", "failed"), 300)
     assert session.model_card != old
     assert session.model_path == panel.deployed_path.resolve()
@@ -124,6 +128,7 @@ def test_tiny_training_compares_deploys_and_rolls_back(
     _wait_state(qtbot, panel, ("rolled back", "failed"), 30)
     assert session.model_path == old_path and session.model_card == old
     assert "Rolled back" in panel.status.text()
+    assert [r.action for r in panel.workflow.history] == ["deploy", "rollback"]
 
 
 @needs_training
@@ -176,3 +181,55 @@ def test_process_job_splits_lines_keeps_stderr_and_reports_start_failure(qtbot: 
     with qtbot.waitSignal(missing.done, timeout=5000) as failed:
         missing.start()
     assert failed.args[0] == -1 and "could not start" in failed.args[1]
+
+
+class _ModelSwaps(QObject):
+    model = Signal(object)
+
+
+def _guarded(qtbot: Any, tmp_path: Path, new: dict[str, Any], current: dict[str, Any]) -> Any:
+    """A panel over a workflow whose children are scripted (no TensorFlow needed)."""
+    station = FakeStation()
+    workflow = TrainingWorkflow(
+        station, ScriptedRunner({"new": new, "current": current}), tmp_path / "data",
+        operating_point=lambda: 0.5, check_pin=EngineerAccess("1234").check,
+        gpu_available=lambda: False,
+    )  # fmt: skip
+    bridge = _ModelSwaps()  # the panel only listens to the bridge's model swaps
+    panel = TrainPanel(workflow, QtJobRunner(), bridge, tmp_path / "ds")  # type: ignore[arg-type]
+    qtbot.addWidget(panel)
+    panel.data_edit.setText(str(tmp_path / "ds"))
+    panel.start()
+    assert workflow.stage == Stage.COMPARED
+    return panel, station
+
+
+def test_deploying_a_worse_model_is_red_and_needs_the_pin(qtbot: Any, tmp_path: Path) -> None:
+    panel, station = _guarded(qtbot, tmp_path, report(0.0, 3), report(1.0, 0))
+    view = panel.comparison
+    assert view.verdict.isVisibleTo(panel) and "WORSE" in view.verdict.text()
+    assert "c62828" in view.verdict.styleSheet()  # red
+    assert "lower recall" in view.verdict.text() and "more false alarms" in view.verdict.text()
+    assert panel.deploy_btn.isEnabled() and "override" in panel.deploy_btn.text()
+    errors: list[str] = []
+    panel.error.connect(errors.append)
+    assert not panel.deploy_override(Override(pin="9999", who="Ana", reason="urgent"))
+    assert "Wrong PIN" in errors[-1] and station.model_path == Path("/models/old.onnx")
+    assert panel.deploy_override(Override(pin="1234", who="Ana", reason="new lot"))
+    assert panel.state == "deployed"
+    assert "override" in panel.history_label.text() and "Ana" in panel.history_label.text()
+
+
+def test_a_better_model_deploys_with_who_and_why(qtbot: Any, tmp_path: Path) -> None:
+    panel, station = _guarded(qtbot, tmp_path, report(1.0, 0), report(0.5, 2))
+    assert "at least as good" in panel.comparison.verdict.text()
+    assert panel.deploy_btn.text() == "Deploy new model"
+    panel.who.setText("Ben")
+    panel.why.setText("finds the scratches")
+    panel.deploy()
+    assert panel.state == "deployed" and station.model_path != Path("/models/old.onnx")
+    assert panel.workflow.history[-1].who == "Ben"
+    assert "finds the scratches" in panel.history_label.text()
+    assert panel.rollback_btn.isEnabled()
+    panel.rollback()
+    assert panel.state == "rolled back" and station.model_path == Path("/models/old.onnx")

@@ -19,8 +19,8 @@ def validation_dir(tmp_path: Path) -> Path:
     return write_frames(tmp_path / "validation", 16, seed=3, masks=True)
 
 
-def _compute(qtbot: Any, window: Any, folder: Path) -> Any:
-    panel = window.validation_panel
+def _compute(qtbot: Any, p: Any, folder: Path) -> Any:
+    panel = p["validation"]
     with qtbot.waitSignal(panel.computed, timeout=60_000) as blocker:
         panel.compute(folder)
         assert panel.is_computing()  # runs on its thread, the GUI goes on
@@ -29,11 +29,11 @@ def _compute(qtbot: Any, window: Any, folder: Path) -> Any:
 
 
 def test_table_and_operating_point_follow_the_sliders(
-    qtbot: Any, make_main_window: Any, validation_dir: Path
+    qtbot: Any, make_panels: Any, validation_dir: Path
 ) -> None:
-    window = make_main_window(unlocked=True)
-    panel = window.validation_panel
-    vs = _compute(qtbot, window, validation_dir)
+    p = make_panels()
+    panel, rules = p["validation"], p["rules"]
+    vs = _compute(qtbot, p, validation_dir)
     assert len(vs) == 16 and vs.n_defective == 8
 
     model = panel.model
@@ -52,26 +52,25 @@ def test_table_and_operating_point_follow_the_sliders(
     curve_x, _ = panel.curve.getData()
     assert len(curve_x) >= 2
 
-    window.rules_panel.threshold.spin.setValue(0.9)
-    window.rules_panel.flush()
+    rules.threshold.spin.setValue(0.9)
+    rules.flush()
     panel.flush()
     x, y = panel.point.getData()
     assert x[0] == pytest.approx(0.5)  # recall dropped: the operating point moved
     assert panel.model._marked == 8
     assert "threshold 0.90" in panel.summary.text()
 
-    window.rules_panel.threshold.spin.setValue(0.5)
-    window.rules_panel.min_area.spin.setValue(100_000)  # no blob is that large
-    window.rules_panel.flush()
+    rules.threshold.spin.setValue(0.5)
+    rules.min_area.spin.setValue(100_000)  # no blob is that large
+    rules.flush()
     panel.flush()
     x, _ = panel.point.getData()
     assert x[0] == pytest.approx(0.0)
     assert all(r.tp == 0 for r in panel.model.rows())
 
 
-def test_bad_folder_and_cancel(qtbot: Any, make_main_window: Any, tmp_path: Path) -> None:
-    window = make_main_window(unlocked=True)
-    panel = window.validation_panel
+def test_bad_folder_and_cancel(qtbot: Any, make_panels: Any, tmp_path: Path) -> None:
+    panel = make_panels()["validation"]
     errors: list[str] = []
     panel.error.connect(errors.append)
     panel.compute(tmp_path / "missing")

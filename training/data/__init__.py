@@ -1,24 +1,29 @@
-"""Datasets without TensorFlow: DAGM 2007 and images+masks loaders, splits, the synthetic generator."""
+"""Datasets without TensorFlow: discovery of every layout, mask decoding, splits, the generator.
+
+Nothing here imports TensorFlow (the station imports :mod:`training.data.discovery`).
+"""
 
 from __future__ import annotations
 
-from training.data.loaders import (
-    DatasetError,
-    Sample,
-    find_samples,
-    read_image,
-    read_mask,
-)
-from training.data.split import Split, load_split, make_split, save_split
+from training.data.discovery import Dataset, discover, find_samples, format_summary
+from training.data.loaders import Problem, Sample
+from training.data.masks import DatasetError, read_image, read_labels, read_mask
+from training.data.split import Split, given_split, load_split, make_split, save_split
 
 __all__ = [
+    "Dataset",
     "DatasetError",
+    "Problem",
     "Sample",
     "Split",
+    "discover",
     "find_samples",
+    "format_summary",
+    "given_split",
     "load_split",
     "make_split",
     "read_image",
+    "read_labels",
     "read_mask",
     "save_split",
 ]

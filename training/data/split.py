@@ -1,7 +1,10 @@
-"""Seeded train/val/test splits stratified by "has a defect", saved as JSON beside each run.
+"""Train/val/test splits, saved as JSON beside each run: the data's own, or seeded and stratified.
 
-Defect-free images outnumber defective ones (about 7:1 on DAGM), so an unstratified split of a
-few hundred images can leave a validation set with almost no defects; each class is therefore
+A split given by the data (``train/ val/ test/`` folders, recorded on each sample by discovery) is
+used as is; when it has no validation part, one is carved from train (seeded, stratified).
+Otherwise the split is seeded and stratified by defect class: defect-free images outnumber
+defective ones (about 7:1 on DAGM), so an unstratified split of a few hundred images can leave a
+validation set with almost no defects (or none of a rare class); each stratum is therefore
 shuffled and cut separately.
 """
 
@@ -45,32 +48,87 @@ class Split:
         }
 
 
-def make_split(
+def given_split(samples: Sequence[Sample]) -> bool:
+    """True when the data's folders split every sample, with a train part and at least one other."""
+    parts = {s.split for s in samples}
+    return bool(samples) and None not in parts and "train" in parts and len(parts) >= 2
+
+
+def _stratum(sample: Sample) -> tuple[int, str]:
+    # Defective strata first, then defect-free: for one-class data this is the order (and so the
+    # seeded result) of the earlier defect/no-defect stratification.
+    if sample.classes:
+        return (0, sample.classes[0])
+    return (0, "defect") if sample.defective else (1, "")
+
+
+def _cut(
     samples: Sequence[Sample],
-    *,
-    seed: int = 0,
-    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
-) -> Split:
-    """Stratified split; every part gets at least one defective image when there are three."""
-    if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
-        raise DatasetError(f"split fractions {fractions} must be >= 0 and sum to 1")
-    rng = np.random.default_rng(seed)
+    rng: np.random.Generator,
+    fractions: tuple[float, float, float],
+) -> dict[str, list[str]]:
     parts: dict[str, list[str]] = {k: [] for k in SPLIT_NAMES}
-    for flag in (True, False):
-        names = sorted(s.name for s in samples if s.defective == flag)
+    strata: dict[tuple[int, str], list[str]] = {}
+    for s in samples:
+        strata.setdefault(_stratum(s), []).append(s.name)
+    for key in sorted(strata):
+        names = sorted(strata[key])
         order = [names[i] for i in rng.permutation(len(names))]
         n_train = int(round(fractions[0] * len(order)))
         n_val = int(round(fractions[1] * len(order)))
         if len(order) >= 3 and all(f > 0 for f in fractions):
             n_val = max(1, n_val)
             n_train = min(max(1, n_train), len(order) - n_val - 1)
+        elif fractions[2] == 0 and len(order) >= 2:  # carving val out of train: one at least
+            n_val = max(1, n_val)
+            n_train = len(order) - n_val
         parts["train"] += order[:n_train]
         parts["val"] += order[n_train : n_train + n_val]
         parts["test"] += order[n_train + n_val :]
-    info = {
-        k: {"images": len(v), "defective": sum(1 for s in samples if s.defective and s.name in v)}
-        for k, v in parts.items()
-    }
+    return parts
+
+
+def make_split(
+    samples: Sequence[Sample],
+    *,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+) -> Split:
+    """The data's split if it gives one (see :func:`given_split`), else a seeded stratified one.
+
+    A seeded split gives every part at least one image of each stratum (defect class, or
+    defect-free) that has three or more.
+    """
+    if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+        raise DatasetError(f"split fractions {fractions} must be >= 0 and sum to 1")
+    rng = np.random.default_rng(seed)
+    if given_split(samples):
+        parts = {k: sorted(s.name for s in samples if s.split == k) for k in SPLIT_NAMES}
+        source = "data"
+        if not parts["val"]:
+            # Carve validation out of train with the same val:train ratio as a seeded split.
+            train = [s for s in samples if s.split == "train"]
+            share = fractions[1] / max(fractions[0] + fractions[1], 1e-9)
+            val = set(_cut(train, rng, (1.0 - share, share, 0.0))["val"])
+            parts["val"] = sorted(val)
+            parts["train"] = [n for n in parts["train"] if n not in val]
+            source = "data (validation carved from train, seeded)"
+    else:
+        parts = _cut(samples, rng, fractions)
+        source = "seeded"
+    by_name = {s.name: s for s in samples}
+    info: dict[str, Any] = {"source": source}
+    for k, names in parts.items():
+        chosen = [by_name[n] for n in names]
+        classes: dict[str, int] = {}
+        for s in chosen:
+            for c in s.classes:
+                classes[c] = classes.get(c, 0) + 1
+        info[k] = {
+            "images": len(chosen),
+            "defective": sum(1 for s in chosen if s.defective),
+            "classes": classes,
+        }
     return Split(
         **{k: sorted(v) for k, v in parts.items()}, seed=seed, fractions=fractions, info=info
     )

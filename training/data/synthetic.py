@@ -1,8 +1,9 @@
 """A seeded generator of DAGM-like textures with labelled defects (numpy + OpenCV, no TensorFlow).
 
 Used for the bundled demo model, the demo sample frames and the tests. Backgrounds mix blurred
-noise with an oriented grating, as DAGM's textures do; defects come in four kinds of different
-size and contrast, so a model has to learn shape as well as brightness:
+noise with an oriented grating, as DAGM's textures do; defects come in four kinds (the defect
+classes of a multi-class dataset) of different size and contrast, so a model has to learn shape
+as well as brightness:
 
 * ``blob``: a soft-edged ellipse, darker or brighter (DAGM's typical stain);
 * ``scratch``: a thin straight line;
@@ -21,7 +22,8 @@ from numpy.typing import NDArray
 
 DefectKind = Literal["none", "blob", "scratch", "crack", "spot"]
 DEFECT_KINDS: tuple[DefectKind, ...] = ("blob", "scratch", "crack", "spot")
-Layout = Literal["folder", "flat", "dagm"]
+Layout = Literal["folder", "flat", "dagm", "nested", "classes", "split", "mvtec"]
+LAYOUTS: tuple[Layout, ...] = ("folder", "flat", "dagm", "nested", "classes", "split", "mvtec")
 
 
 def _texture(rng: np.random.Generator, h: int, w: int) -> NDArray[np.float32]:
@@ -90,6 +92,30 @@ def make_sample(
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), mask
 
 
+def _paths(out: Path, layout: Layout, i: int, n: int, kind: DefectKind | None) -> tuple[Path, Path]:
+    """Where image ``i`` and its mask go in ``layout``."""
+    stem = f"{i + 1:04d}"
+    folder = kind or "good"
+    if layout == "folder":
+        return out / "images" / f"{stem}.png", out / "masks" / f"{stem}.png"
+    if layout == "flat":
+        return out / f"{stem}.png", out / "masks" / f"{stem}.png"
+    if layout == "dagm":
+        return out / f"{stem}.PNG", out / "Label" / f"{stem}_label.PNG"
+    if layout == "nested":  # KolektorSDD-like: one folder per part, PartK.jpg + PartK_label.bmp
+        part = out / f"kos{i // 4 + 1:02d}"
+        return part / f"Part{i % 4}.jpg", part / f"Part{i % 4}_label.bmp"
+    if layout == "classes":  # Magnetic-tile-like: KIND/Imgs/x.jpg + x.png, good/ = defect-free
+        return out / folder / "Imgs" / f"{stem}.jpg", out / folder / "Imgs" / f"{stem}.png"
+    if layout == "split":  # images/PART/x.png + masks/PART/x.png, PART from the position
+        part = "train" if i < 0.6 * n else ("val" if i < 0.8 * n else "test")
+        return out / "images" / part / f"{stem}.png", out / "masks" / part / f"{stem}.png"
+    # mvtec: the first half (defect-free only) is train/good, the rest test/KIND
+    if kind is None and i < n // 2:
+        return out / "train" / "good" / f"{stem}.png", out / "unused" / stem
+    return out / "test" / folder / f"{stem}.png", out / "ground_truth" / folder / f"{stem}_mask.png"
+
+
 def generate(
     out_dir: str | Path,
     n: int,
@@ -98,27 +124,36 @@ def generate(
     defect_ratio: float = 0.25,
     seed: int = 0,
     layout: Layout = "folder",
+    class_masks: bool = False,
 ) -> list[Path]:
     """Write ``n`` samples and return the image paths.
 
-    ``layout="folder"`` writes ``images/NNNN.png`` + ``masks/NNNN.png`` (masks only for defective
-    images); ``layout="flat"`` writes ``NNNN.png`` + ``masks/NNNN.png`` (a folder of frames a
-    station can play, with its labels); ``layout="dagm"`` writes ``NNNN.PNG`` + ``Label/NNNN_label.PNG`` + ``Label/Labels.txt``
-    as in DAGM 2007. Exactly ``round(n * defect_ratio)`` images are defective, kinds in rotation.
+    Exactly ``round(n * defect_ratio)`` images are defective, the defect kinds (the classes) in
+    rotation. Layouts (masks only for defective images unless said otherwise):
+
+    * ``folder``: ``images/NNNN.png`` + ``masks/NNNN.png``;
+    * ``flat``: ``NNNN.png`` + ``masks/NNNN.png`` (a folder of frames a station can play);
+    * ``dagm``: ``NNNN.PNG`` + ``Label/NNNN_label.PNG`` + ``Label/Labels.txt`` as in DAGM 2007;
+    * ``nested``: ``kosKK/PartJ.jpg`` + ``kosKK/PartJ_label.bmp``, four parts a folder
+      (KolektorSDD's layout), a mask for every image;
+    * ``classes``: ``KIND/Imgs/NNNN.jpg`` + ``NNNN.png`` per defect kind and ``good/`` for the
+      defect-free, a mask for every image (Magnetic-tile's layout);
+    * ``split``: ``images/{train,val,test}/NNNN.png`` + ``masks/…`` (60/20/20 by position);
+    * ``mvtec``: ``train/good``, ``test/{good,KIND}``, ``ground_truth/KIND/NNNN_mask.png``
+      (defect-free images in the first half go to train).
+
+    ``class_masks`` writes class-index masks (pixel = 1 + the kind's index in ``DEFECT_KINDS``)
+    instead of 0/255, and ``classes.txt`` naming them.
     """
     if not 0.0 <= defect_ratio <= 1.0:
         raise ValueError(f"defect_ratio {defect_ratio} is outside [0, 1]")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r} ({', '.join(LAYOUTS)})")
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
     n_def = int(round(n * defect_ratio))
     defective = np.zeros(n, bool)
     defective[rng.permutation(n)[:n_def]] = True
-    if layout not in ("folder", "flat", "dagm"):
-        raise ValueError(f"unknown layout {layout!r} (folder, flat or dagm)")
-    image_dir = out / "images" if layout == "folder" else out
-    mask_dir = out / "Label" if layout == "dagm" else out / "masks"
-    image_dir.mkdir(parents=True, exist_ok=True)
-    mask_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     labels = [str(n)]
     k = 0
@@ -128,16 +163,23 @@ def generate(
             kind = DEFECT_KINDS[k % len(DEFECT_KINDS)]
             k += 1
         image, mask = make_sample(rng, size, kind)
-        stem = f"{i + 1:04d}"
-        ext = ".PNG" if layout == "dagm" else ".png"
-        path = image_dir / f"{stem}{ext}"
+        path, mask_path = _paths(out, layout, i, n, kind)
+        path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), image)
         paths.append(path)
         label_name = "0"
-        if kind is not None:
-            label_name = f"{stem}_label.PNG" if layout == "dagm" else f"{stem}.png"
-            cv2.imwrite(str(mask_dir / label_name), mask)
-        labels.append(f"{stem}\t{int(kind is not None)}\t{path.name}\t0\t{label_name}")
+        if kind is not None or layout in ("nested", "classes"):
+            if class_masks and kind is not None:
+                mask = (mask > 0).astype(np.uint8) * (DEFECT_KINDS.index(kind) + 1)
+            mask_path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(mask_path), mask)
+            label_name = mask_path.name
+        labels.append(f"{i + 1:04d}\t{int(kind is not None)}\t{path.name}\t0\t{label_name}")
+    if class_masks:  # names of the class ids, for discovery (line 0 = background)
+        out.mkdir(parents=True, exist_ok=True)
+        names = "\n".join(("background", *DEFECT_KINDS))
+        (out / "classes.txt").write_text(names + "\n", encoding="utf-8")
     if layout == "dagm":
-        (mask_dir / "Labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+        (out / "Label").mkdir(parents=True, exist_ok=True)
+        (out / "Label" / "Labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     return paths

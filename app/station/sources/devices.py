@@ -350,7 +350,8 @@ def _set(node_map: Any, name: str, value: Any) -> bool:
     except Exception:
         return False
     low, high = getattr(node, "min", None), getattr(node, "max", None)
-    if isinstance(value, int | float) and not isinstance(value, bool) and low is not None:
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if numeric and low is not None and high is not None:
         if not low <= value <= high:
             raise SourceError(f"camera {name}={value} is outside its range [{low}, {high}]")
     symbolics = _symbolics(node_map, name) if isinstance(value, str) else ()

@@ -45,7 +45,11 @@ def _mark(path: Path) -> tuple[int, float]:
 
 
 class FolderSource:
-    """Yields the folder's images in natural order; unreadable files are logged, counted, skipped.
+    """Yields the folder's images in natural order.
+
+    An unreadable file is yielded once as an unreadable frame (``frame.readable`` False, the
+    reason in ``metadata["error"]``), so it ends as an ERROR verdict with its file name instead
+    of vanishing; a looping folder does not repeat it on later passes unless it changes.
 
     ``options.loop`` starts again at the end (re-listing the folder each pass);
     ``options.watch`` (without loop) keeps waiting for new files after the initial ones. A file
@@ -98,6 +102,7 @@ class FolderSource:
     def _deliver(self, paths: list[Path], pacer: Pacer) -> Iterator[Frame]:
         for path in paths:
             if path in self._bad and self._bad[path] == _mark(path):
+                self.stats.skipped += 1  # reported once already as an ERROR frame
                 continue
             if not pacer.wait():
                 return
@@ -113,9 +118,16 @@ class FolderSource:
             image = read_image(path, max_pixels=self.options.max_pixels)
         except ImageReadError as exc:
             self._bad[path] = _mark(path)
-            self.stats.skipped += 1
-            self._fail_soft(f"skipped {exc}")
-            return None
+            self._fail_soft(f"not readable: {exc}")
+            frame = Frame.unreadable(
+                self._next_id,
+                time.time(),
+                self.name,
+                str(exc),
+                {"path": str(path), "file": path.name},
+            )
+            self._next_id += 1
+            return frame
         frame = Frame(
             image=image,
             frame_id=self._next_id,

@@ -141,9 +141,14 @@ class GenICamSource:
                     continue
                 last_frame = time.monotonic()
                 image, meta = got
-                frame = Frame(image, self._next_id, time.time(), self.name, meta)
+                if image is None:
+                    frame = Frame.unreadable(
+                        self._next_id, time.time(), self.name, meta["error"], meta
+                    )
+                else:
+                    frame = Frame(image, self._next_id, time.time(), self.name, meta)
+                    self.stats.delivered += 1
                 self._next_id += 1
-                self.stats.delivered += 1
                 yield frame
         finally:
             self._streaming = False
@@ -186,6 +191,7 @@ class GenICamSource:
             acquirer.start()
 
     def _grab(self) -> tuple[Any, dict[str, Any]] | None:
+        """(image, metadata); (None, {"error": why}) for a broken buffer; None for no buffer."""
         acquirer = self._acquirer
         if acquirer is None or not acquirer.is_valid():
             raise _DeviceGone("image acquirer is no longer valid (device closed)")
@@ -195,8 +201,9 @@ class GenICamSource:
             return None
         with buffer:  # hands the buffer back to the driver on exit: copy before leaving
             if not buffer.is_complete():
-                self.stats.skipped += 1
-                return None
+                # Acquired but broken: it becomes an ERROR verdict, not a silent gap (a
+                # triggered part must never go without an answer).
+                return None, {"error": "incomplete camera buffer"}
             component = buffer.payload.components[0]
             image, meta = convert_component(component)
         meta.update(device=self.device_info.id if self.device_info else self.device)
@@ -305,6 +312,7 @@ def convert_component(component: Any) -> tuple[np.ndarray, dict[str, Any]]:
             f"camera pixel format {fmt} is not supported (use one of {', '.join(PIXEL_FORMATS)})"
         )
     rows = _rows(data, width * channels, height, fmt)
+    image: np.ndarray  # uint8 or uint16, by the format
     if channels == 1 and bits == 8:
         image = np.array(rows, dtype=np.uint8, copy=True)
     elif channels == 1:

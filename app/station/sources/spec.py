@@ -21,6 +21,8 @@ Trigger = Literal["off", "software", "hardware"]
 MAX_ERRORS = 20  # SourceStats.errors keeps the newest few; a long run must not grow it forever
 DEFAULT_MAX_PIXELS = 100_000_000
 
+BIT_DEPTHS = (8, 10, 12, 14, 16)
+
 SPEC_HELP = "expected folder:PATH, genicam:DEVICE[@CTI] or video:PATH|INDEX"
 
 
@@ -72,6 +74,9 @@ class SourceOptions:
     - ``fetch_timeout_s``: camera/video device: no frame for this long in free-run = device lost.
     - ``reconnect_timeout_s``: how long to keep trying to reopen a lost device before giving up.
     - ``ctis``: extra GenTL producer files for ``genicam:`` specs.
+    - ``bit_depth``: significant bits of the pixels (recipe ``[source] bit_depth``); sources
+      put it in ``Frame.metadata["bit_depth"]`` (see :func:`frame_metadata`) so preprocessing
+      scales 12-bit data by 4095, not 65535. None = the container's depth.
     """
 
     fps: float | None = None
@@ -85,8 +90,13 @@ class SourceOptions:
     reconnect_timeout_s: float = 10.0
     ctis: tuple[str, ...] = ()
     camera: CameraSettings = field(default_factory=CameraSettings)
+    bit_depth: int | None = None
 
     def __post_init__(self) -> None:
+        if self.bit_depth is not None and self.bit_depth not in BIT_DEPTHS:
+            raise ValueError(
+                f"bit_depth must be one of {', '.join(map(str, BIT_DEPTHS))}, not {self.bit_depth!r}"
+            )
         if self.fps is not None and not self.fps >= 0:
             raise ValueError(
                 f"fps must be >= 0 (0 or None = as fast as possible), not {self.fps!r}"
@@ -113,6 +123,11 @@ class SourceSpec:
     def __str__(self) -> str:
         tail = f"@{self.cti}" if self.cti else ""
         return f"{self.kind}:{self.target}{tail}"
+
+
+def frame_metadata(options: SourceOptions) -> dict[str, int]:
+    """Metadata every frame of a source with ``options`` carries (``bit_depth`` when declared)."""
+    return {} if options.bit_depth is None else {"bit_depth": options.bit_depth}
 
 
 def parse_spec(spec: str) -> SourceSpec:
