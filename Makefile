@@ -39,9 +39,13 @@ test: $(VENV)/.dev-installed mqtt-broker
 	$(VENV)/bin/ruff check .
 	QT_QPA_PLATFORM=offscreen TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/pytest -q -ra
 
+# bench/results/{engines_table,ort_routes,pipeline_e2e,scaling,gui_stall}.md + .json (docs/performance.md)
 bench: $(VENV)/.dev-installed
-	$(PY) -m bench.bench_engines --model resources/models/dagm-class1.onnx --out bench/results/engines.md
-	$(PY) -m bench.bench_pipeline --out bench/results/pipeline.md
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench engines
+	$(PY) -m bench routes
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench pipeline
+	$(PY) -m bench scaling
+	QT_QPA_PLATFORM=offscreen $(PY) -m bench gui
 
 # 30 minutes headless on the Viky camera with the database: RSS, rows, books -> bench/results/soak.md
 # (a 2-minute version runs in `make test`: tests/test_soak.py).

@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--switch", action="store_true", help="change workspace every second")
     parser.add_argument("--fast", action="store_true", help="source fps 0 (as fast as possible)")
     parser.add_argument("--size", default="1920x1080")
+    parser.add_argument(
+        "--no-line", action="store_true", help="baseline: the window open, the line stopped"
+    )
     args = parser.parse_args(argv)
 
     from PySide6.QtCore import QElapsedTimer, QTimer
@@ -83,10 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     switcher = QTimer()
     switcher.setInterval(1000)
     switcher.timeout.connect(switch)
-    window.start()
+    if not args.no_line:
+        window.start()
     # measure from the first result on: start-up (model warm-up) is not a stall of a running line
     t_end = time.monotonic() + 30
-    while counts["results"] == 0 and time.monotonic() < t_end:
+    while not args.no_line and counts["results"] == 0 and time.monotonic() < t_end:
         app.processEvents()
         time.sleep(0.005)
     counts.update(results=0, drawn=0)
@@ -108,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     late.sort()
     p99 = late[int(len(late) * 0.99)] if late else 0.0
     print(
-        f"{elapsed:.1f} s, {args.size}, fast={args.fast}, switch={args.switch}: "
+        f"{elapsed:.1f} s, {args.size}, line={not args.no_line}, fast={args.fast}, "
+        f"switch={args.switch}: "
         f"results {counts['results'] / elapsed:.1f}/s, redraws {counts['drawn'] / elapsed:.1f}/s, "
         f"GUI-thread lateness median {statistics.median(late):.1f} ms, p99 {p99:.1f} ms, "
         f"max {max(late):.1f} ms over {len(late)} ticks; one draw median "

@@ -178,7 +178,8 @@ def write_report(result: SoakResult, minutes: float, out: Path) -> None:
     lines = [
         "# Soak: headless on the Viky camera",
         "",
-        f"Command: `python -m bench.soak --minutes {minutes:g}` → `{' '.join(Path(c).name if i == 0 else c for i, c in enumerate(result.command))}` (database in a temporary folder)",
+        f"Command: `python -m bench.soak --minutes {minutes:g}` → `python -m app run --headless --source {result.command[result.command.index('--source') + 1]} --db DB` (DB in a temporary folder)",
+        f"Load average at the end: {os.getloadavg()[0]:.1f} (frames/s below are only meaningful on an idle machine; the soak is about memory and books)",
         f"Machine: {cpu_flags()}; Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}",
         "",
         "| what | value |",

@@ -6,6 +6,7 @@ missing library surfaces as :class:`~engines.protocol.BackendUnavailable` at loa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,19 @@ def _check_io(path: Path, session: Any, card: ModelCard) -> int | None:
         raise ModelLoadError(
             f"{path}: output {card.output_name!r} has shape {_dims(out_shape)}, expected NxHxWx1"
         )
+    if card.class_output_name:  # a multi-class model: N x H x W x K class probabilities
+        k = len(card.class_names)
+        if card.class_output_name not in by_name:
+            raise ModelLoadError(
+                f"{path}: no class output {card.class_output_name!r} (the model has "
+                f"{sorted(by_name)}); the card names {k} classes"
+            )
+        cls_shape = list(by_name[card.class_output_name].shape)
+        if len(cls_shape) != 4 or (isinstance(cls_shape[3], int) and cls_shape[3] != k):
+            raise ModelLoadError(
+                f"{path}: class output {card.class_output_name!r} has shape "
+                f"{_dims(cls_shape)}, expected NxHxWx{k} (one channel per card class name)"
+            )
     batch = shape[0]
     return batch if isinstance(batch, int) and batch > 0 else None
 
@@ -100,6 +114,10 @@ class OnnxRuntimeEngine:
         Execution providers in priority order; default :func:`default_providers`.
     threads
         Intra-op threads; default from :func:`engines.options.ort_threads`.
+    session_options
+        An ``onnxruntime.SessionOptions`` to use instead of the station's
+        (:func:`engines.options.ort_session_options`); ``threads`` is then ignored. For
+        benchmarks of other settings (``python -m bench routes``).
 
     Raises
     ------
@@ -118,6 +136,7 @@ class OnnxRuntimeEngine:
         *,
         providers: list[str] | None = None,
         threads: int | None = None,
+        session_options: Any = None,
     ) -> None:
         self.path = Path(path)
         self.card = card
@@ -125,7 +144,7 @@ class OnnxRuntimeEngine:
         if not self.path.is_file():
             raise ModelLoadError(f"{self.path}: model file not found")
         try:
-            options = ort_session_options(threads)
+            options = session_options or ort_session_options(threads)
         except ValueError as exc:
             raise ModelLoadError(f"{self.path}: {exc}") from None
         chosen = list(providers) if providers else default_providers(ort)
@@ -162,8 +181,30 @@ class OnnxRuntimeEngine:
         outs = self._session.run([self.card.output_name], {self.card.input_name: batch})
         return np.asarray(outs[0], dtype=np.float32)
 
+    def _run_classes(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        # Both outputs in one run, concatenated on the channel axis (defect, then K classes), so
+        # the fixed-batch chunking of infer() serves this path unchanged.
+        names = [self.card.output_name, self.card.class_output_name]
+        prob, cls = self._session.run(names, {self.card.input_name: batch})
+        return np.concatenate([np.asarray(prob, np.float32), np.asarray(cls, np.float32)], -1)
+
+    def infer_classes(
+        self, batch: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """``(N x H x W x 1 defect probabilities, N x H x W x K class probabilities)`` of a
+        multi-class model (card ``class_output_name``); see :func:`engines.predict_class_maps`."""
+        if not self.card.class_output_name:
+            raise ValueError(f"{self.path}: the card names no class output")
+        both = self._chunked(batch, self._run_classes)
+        return both[..., :1], both[..., 1:]
+
     def infer(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         """``N x H x W x C`` float32 in [0, 1] -> ``N x H x W x 1`` float32 probabilities."""
+        return self._chunked(batch, self._run)
+
+    def _chunked(
+        self, batch: NDArray[np.float32], run: Callable[[NDArray[np.float32]], NDArray[np.float32]]
+    ) -> NDArray[np.float32]:
         if self._session is None:
             raise RuntimeError(f"{self.path}: engine is closed")
         batch = np.ascontiguousarray(batch, dtype=np.float32)
@@ -174,7 +215,7 @@ class OnnxRuntimeEngine:
             )
         step = self._fixed_batch
         if step is None or batch.shape[0] == step:
-            return self._run(batch)
+            return run(batch)
         # A graph exported with a fixed batch is fed in chunks of that size (last one padded).
         outs = []
         for start in range(0, batch.shape[0], step):
@@ -182,7 +223,7 @@ class OnnxRuntimeEngine:
             n = chunk.shape[0]
             if n < step:
                 chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]), np.float32)])
-            outs.append(self._run(chunk)[:n])
+            outs.append(run(chunk)[:n])
         return np.concatenate(outs)
 
     def close(self) -> None:

@@ -19,6 +19,14 @@ from typing import Any, Literal
 CARD_SCHEMA_VERSION = 2
 
 Precision = Literal["fp32", "fp16", "int8"]
+# Overlay colours of classes 1.. when a card names none (distinct on grey frames, colour-blind
+# friendlier order first: Okabe-Ito, then a few more).
+DEFAULT_CLASS_COLORS = (
+    "#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7", "#ff00ff",
+    "#00ffff", "#ff4040", "#80ff00", "#8080ff",
+)  # fmt: skip
+CLASS_OUTPUT_NAME = "class_probability"
+_NEW_KEYS = {"class_colors": (), "class_output_name": ""}  # left out of a card when default
 Normalisation = Literal["unit"]  # pixel / (2**bits - 1) -> [0, 1]; standardisation is in the graph
 
 
@@ -33,6 +41,12 @@ class ModelCard:
     The network takes float32 ``N x input_height x input_width x channels`` in [0, 1] and returns
     ``N x H x W x 1`` defect probabilities. Frames are first resized by ``frame_scale`` (e.g. 0.5
     for a model trained on DAGM downscaled 2x), then tiled to the input size.
+
+    A multi-class model (``class_output_name`` set, two or more ``class_names``) has a second
+    output, ``N x H x W x K``: the probability of each class given a defect (the K channels sum
+    to 1), channel k for ``class_names[k]``; ``probability`` stays 1 - p(background), so every
+    single-class path reads it unchanged. ``class_colors`` are ``#rrggbb`` overlay colours, one
+    per class (empty: :data:`DEFAULT_CLASS_COLORS`, see :meth:`color_of`).
     """
 
     name: str
@@ -44,6 +58,8 @@ class ModelCard:
     threshold: float = 0.5
     min_area_px: int = 0  # suggested minimum defect area, in full-resolution frame pixels
     class_names: tuple[str, ...] = ("defect",)
+    class_colors: tuple[str, ...] = ()
+    class_output_name: str = ""  # "" = no class output (a one-class model)
     precision: Precision = "fp32"
     input_name: str = "image"
     output_name: str = "probability"
@@ -72,18 +88,54 @@ class ModelCard:
             problems.append(f"precision {self.precision!r} is not fp32, fp16 or int8")
         if self.normalisation != "unit":
             problems.append(f"normalisation {self.normalisation!r} is not 'unit'")
+        problems += self._class_problems()
         if not isinstance(self.golden, dict):
             problems.append(f"golden must be a JSON object, not {type(self.golden).__name__}")
         if problems:
             raise CardError("; ".join(problems))
 
+    def _class_problems(self) -> list[str]:
+        problems = []
+        if not self.class_names or any(not str(n).strip() for n in self.class_names):
+            problems.append(f"class_names {list(self.class_names)} must be non-empty names")
+        elif len(set(self.class_names)) != len(self.class_names):
+            problems.append(f"class_names {list(self.class_names)} repeat a name")
+        if self.class_colors and len(self.class_colors) != len(self.class_names):
+            problems.append(
+                f"{len(self.class_colors)} class_colors for {len(self.class_names)} class_names"
+            )
+        bad = [c for c in self.class_colors if not _is_colour(c)]
+        if bad:
+            problems.append(f"class_colors {bad} are not #rrggbb")
+        if self.class_output_name and len(self.class_names) < 2:
+            problems.append("class_output_name is set but class_names has fewer than 2 classes")
+        if self.class_output_name == self.output_name:
+            problems.append(f"class_output_name equals output_name {self.output_name!r}")
+        return problems
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.input_height, self.input_width, self.channels)
 
+    @property
+    def multiclass(self) -> bool:
+        """The model has a class output (one channel per ``class_names`` entry)."""
+        return bool(self.class_output_name)
+
+    def color_of(self, index: int) -> str:
+        """Overlay colour (``#rrggbb``) of class ``index`` (0-based into ``class_names``)."""
+        if self.class_colors:
+            return self.class_colors[index]
+        return DEFAULT_CLASS_COLORS[index % len(DEFAULT_CLASS_COLORS)]
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["class_names"] = list(self.class_names)
+        d["class_colors"] = list(self.class_colors)
+        # A one-class card stays readable by stations that predate classes (no unknown keys).
+        for key, default in _NEW_KEYS.items():
+            if d[key] == default or d[key] == list(default or []):
+                del d[key]
         return d
 
     @classmethod
@@ -102,8 +154,11 @@ class ModelCard:
         # Older layouts are strict subsets of this one: read them as the current version, so a
         # card re-saved by this station says what it now holds.
         data = {**data, "schema_version": CARD_SCHEMA_VERSION}
-        if "class_names" in data:
-            data["class_names"] = tuple(data["class_names"])
+        for key in ("class_names", "class_colors"):
+            if key in data:
+                if not isinstance(data[key], list | tuple):
+                    raise CardError(f"{origin}: {key} must be a list of strings")
+                data[key] = tuple(data[key])
         try:
             return cls(**data)
         except TypeError as exc:  # missing required keys
@@ -143,6 +198,16 @@ class ModelCard:
         if not isinstance(data, dict):
             raise CardError(f"{path}: model card is not a JSON object")
         return cls.from_dict(data, origin=str(path))
+
+
+def _is_colour(value: object) -> bool:
+    if not (isinstance(value, str) and len(value) == 7 and value.startswith("#")):
+        return False
+    try:
+        int(value[1:], 16)
+    except ValueError:
+        return False
+    return True
 
 
 def card_path_for(model_path: str | os.PathLike[str]) -> Path:

@@ -2,12 +2,16 @@
 
 This is the one place that knows how a frame of any size meets a fixed-size network; the station's
 inference worker, the validation panel and training's evaluation all call it, so they agree.
+
+:func:`predict_class_maps` is the same path for a multi-class model: the defect map as
+:func:`predict_maps` returns it, plus the ``H x W x K`` class-probability map stitched the same
+way, for the judge (``judge(prob, rules, class_prob=..., class_names=card.class_names)``).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +39,7 @@ class _Pending:
 
     orig_hw: tuple[int, int]
     stitcher: Stitcher
+    classes: Stitcher | None = None  # the class-probability map of a multi-class model
 
 
 def _model_source(
@@ -110,21 +115,77 @@ def predict_maps(
     list of ndarray
         One float32 ``H x W`` map per frame, in input order, at its ORIGINAL resolution.
     """
+    return [prob for prob, _ in _predict(engine, images, overlap, max_batch, bit_depths, None)]
+
+
+InferClasses = Callable[[NDArray[np.float32]], tuple[NDArray[np.float32], NDArray[np.float32]]]
+
+
+def class_inference(engine: Engine) -> InferClasses | None:
+    """The engine's ``infer_classes`` when its model has a class output, else None.
+
+    ``infer_classes(batch) -> (N x H x W x 1 defect probabilities, N x H x W x K class
+    probabilities)`` is an optional engine method: the ONNX Runtime engine has it; an engine
+    without it (or a one-class model) yields no class map and the judge classifies nothing.
+    """
+    fn = getattr(engine, "infer_classes", None)
+    return fn if engine.card.multiclass and callable(fn) else None
+
+
+def predict_class_maps(
+    engine: Engine,
+    images: Iterable[NDArray],
+    *,
+    overlap: int | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    bit_depths: Sequence[int | None] | int | None = None,
+) -> list[tuple[NDArray[np.float32], NDArray[np.float32] | None]]:
+    """``(defect map, class map)`` per frame; see :func:`predict_maps` for the arguments.
+
+    The defect map is exactly what :func:`predict_maps` returns. The class map is ``H x W x K``
+    float32 (channel k = ``engine.card.class_names[k]``), at the frame's original resolution,
+    or None when the engine has no class output (:func:`class_inference`).
+    """
+    return _predict(engine, images, overlap, max_batch, bit_depths, class_inference(engine))
+
+
+def _predict(
+    engine: Engine,
+    images: Iterable[NDArray],
+    overlap: int | None,
+    max_batch: int,
+    bit_depths: Sequence[int | None] | int | None,
+    infer_classes: InferClasses | None,
+) -> list[tuple[NDArray[np.float32], NDArray[np.float32] | None]]:
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, not {max_batch}")
     card = engine.card
     th, tw = card.input_height, card.input_width
     ov = default_overlap(th, tw) if overlap is None else overlap
+    k = len(card.class_names)
 
-    maps: list[NDArray[np.float32]] = []
+    maps: list[tuple[NDArray[np.float32], NDArray[np.float32] | None]] = []
     in_flight: deque[_Pending] = deque()  # frames whose tiles are queued or being inferred
     batch: list[NDArray[np.float32]] = []
-    owners: list[tuple[Stitcher, Position]] = []
+    owners: list[tuple[_Pending, Position]] = []
 
     def run() -> None:
-        probs = np.asarray(engine.infer(np.stack(batch)), dtype=np.float32)[..., 0]
-        for prob, (stitcher, position) in zip(probs, owners, strict=True):
-            stitcher.add(prob, position)
+        x = np.stack(batch)
+        if infer_classes is None:
+            probs, classes = np.asarray(engine.infer(x), dtype=np.float32)[..., 0], None
+        else:
+            out, cls = infer_classes(x)
+            probs = np.asarray(out, dtype=np.float32)[..., 0]
+            classes = np.asarray(cls, dtype=np.float32)
+            if classes.shape != (*probs.shape, k):
+                raise ValueError(
+                    f"class output of shape {classes.shape}, expected "
+                    f"{'x'.join(map(str, (*probs.shape, k)))} ({k} class names in the card)"
+                )
+        for i, (pending, position) in enumerate(owners):
+            pending.stitcher.add(probs[i], position)
+            if pending.classes is not None and classes is not None:
+                pending.classes.add(classes[i], position)
         batch.clear()
         owners.clear()
         while in_flight and in_flight[0].stitcher.complete:
@@ -132,7 +193,10 @@ def predict_maps(
             model_map = done.stitcher.result()
             if model_map.shape != done.orig_hw:
                 model_map = resize(model_map[:, :, None], *done.orig_hw)[:, :, 0]
-            maps.append(model_map)
+            class_map = done.classes.result() if done.classes is not None else None
+            if class_map is not None and class_map.shape[:2] != done.orig_hw:
+                class_map = resize(class_map, *done.orig_hw)
+            maps.append((model_map, class_map))
 
     for index, image in enumerate(images):
         if isinstance(bit_depths, int) or bit_depths is None:
@@ -143,14 +207,18 @@ def predict_maps(
         positions = tile_grid(sh, sw, th, tw, ov)
         h, w = np.shape(image)[:2]
         stitcher = Stitcher(sh, sw, th, tw, ov, positions)
-        in_flight.append(_Pending((h, w), stitcher))
+        classes = None
+        if infer_classes is not None:
+            classes = Stitcher(sh, sw, th, tw, ov, positions, channels=k)
+        pending = _Pending((h, w), stitcher, classes)
+        in_flight.append(pending)
         for tile, position in zip(
             _tiles(source, convert, positions, th, tw, card.channels, depth),
             positions,
             strict=True,
         ):
             batch.append(tile)
-            owners.append((stitcher, position))
+            owners.append((pending, position))
             if len(batch) >= max_batch:
                 run()
         del source  # the scaled float frame is not needed once its tiles are cut

@@ -164,17 +164,30 @@ class Stitcher:
         The overlap passed to :func:`tile_grid` (sets the ramp width).
     positions
         The full grid from :func:`tile_grid` (rows x columns); every position must be added once.
+    channels
+        0 (default): ``th x tw`` tiles and an ``h x w`` map; ``C``: ``th x tw x C`` tiles and an
+        ``h x w x C`` map (the class probabilities of a multi-class model).
     """
 
     def __init__(
-        self, h: int, w: int, th: int, tw: int, overlap: int, positions: list[Position]
+        self,
+        h: int,
+        w: int,
+        th: int,
+        tw: int,
+        overlap: int,
+        positions: list[Position],
+        channels: int = 0,
     ) -> None:
         _check(th, tw, overlap)
         self.h, self.w, self.th, self.tw = h, w, th, tw
-        self._acc = np.zeros((max(h, th), max(w, tw)), dtype=np.float32)
+        extra = (channels,) if channels else ()
+        self._acc = np.zeros((max(h, th), max(w, tw), *extra), dtype=np.float32)
         self._ry = _ramp(th, overlap).astype(np.float32)
         self._rx = _ramp(tw, overlap).astype(np.float32)
         self._weight = np.outer(self._ry, self._rx)
+        if channels:
+            self._weight = self._weight[:, :, None]
         # Separable weight sum: sum over the grid of ry(y - y_i) * rx(x - x_j).
         self._row_norm = np.zeros(self._acc.shape[0], dtype=np.float64)
         self._col_norm = np.zeros(self._acc.shape[1], dtype=np.float64)
@@ -200,7 +213,8 @@ class Stitcher:
         if not self.complete:
             raise ValueError(f"{self.added} of {self._expected} tiles added")
         out = self._acc[: self.h, : self.w]
+        extra = (None,) * (out.ndim - 2)  # a channel axis broadcasts the same norms
         # In place, row factor then column factor: no second full-size array is made.
-        out /= self._row_norm[: self.h, None].astype(np.float32)
-        out /= self._col_norm[None, : self.w].astype(np.float32)
+        out /= self._row_norm[(slice(0, self.h), None, *extra)].astype(np.float32)
+        out /= self._col_norm[(None, slice(0, self.w), *extra)].astype(np.float32)
         return out if out.base is None else np.ascontiguousarray(out)

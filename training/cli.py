@@ -93,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="XLA-compile the train step (default on: 1.6-1.75x faster on CPU here)",
     )
+    t.add_argument(
+        "--classes",
+        default="auto",
+        help="defect classes: auto (from the data), 1 (one 'defect' class), N, or names a,b",
+    )
+    t.add_argument(
+        "--class-head",
+        choices=("softmax", "sigmoid"),
+        default="softmax",
+        help="multi-class output: softmax over background + K (default) or K sigmoids",
+    )
     t.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.keras")
     t.add_argument("--init-from", help="start from the weights of this .keras checkpoint")
     t.add_argument(
@@ -177,6 +188,8 @@ def _train(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         init_from=args.init_from,
         export=args.export,
         progress=args.progress,
+        classes=args.classes,
+        class_head=args.class_head,
     )
     summary = train(cfg, progress)
     model = summary.get("model", summary["checkpoint"])

@@ -10,6 +10,9 @@ the line agree. Two pixel metrics are reported on purpose:
 
 The operating point (threshold, minimum defect area) is chosen on the validation split, never on
 the split being reported; see :func:`suggest_operating_point`.
+
+``classes`` (the model's class names), ``per_class`` and ``class_confusion`` come from
+:mod:`training.class_metrics`; image-level metrics stay "any defect = defective".
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from numpy.typing import NDArray
 
 from engines import scoring
 from engines.card import ModelCard, card_path_for
-from engines.predict import predict_maps
-from training.data import Sample, find_samples, load_split
+from engines.predict import predict_class_maps, predict_maps
+from training.class_metrics import class_report
+from training.data import Sample, load_split
 from training.data.loaders import DatasetError, read_image, read_mask, select
 from training.progress import Progress
 from training.report import write_examples, write_markdown, write_pr_plot
@@ -44,12 +48,21 @@ class KerasEngine:
 
     backend = "keras"
 
-    def __init__(self, model: Any, card: ModelCard) -> None:
+    def __init__(self, model: Any, card: ModelCard, class_head: str = "softmax") -> None:
         self.model = model
         self.card = card
+        self.class_head = class_head
+
+    def infer_classes(
+        self, batch: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        from training.export import keras_outputs
+
+        prob, *cls = keras_outputs(self.model, batch, len(self.card.class_names), self.class_head)
+        return prob, cls[0] if cls else np.zeros((*prob.shape[:3], 0), np.float32)
 
     def infer(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
-        return np.asarray(self.model(batch, training=False), np.float32)
+        return self.infer_classes(batch)[0]
 
     def close(self) -> None:
         self.model = None
@@ -65,7 +78,8 @@ def open_model(path: str | Path) -> tuple[Any, ModelCard, Path | None]:
         state_file = path / "state.json"
         state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
         card = base_card(cfg, path, path.name, state)
-        return KerasEngine(model, card), card, path / "split.json"
+        engine = KerasEngine(model, card, cfg.get("class_head", "softmax"))
+        return engine, card, path / "split.json"
     from engines import load_engine
 
     engine = load_engine(path)
@@ -77,9 +91,17 @@ def open_model(path: str | Path) -> tuple[Any, ModelCard, Path | None]:
 
 
 def predict_samples(
-    engine: Any, samples: Sequence[Sample], progress: Progress, what: str
+    engine: Any,
+    samples: Sequence[Sample],
+    progress: Progress,
+    what: str,
+    *,
+    class_maps: list[NDArray[np.float32] | None] | None = None,
 ) -> tuple[list[NDArray[np.float32]], list[NDArray[np.bool_]], NDArray[np.bool_], float]:
-    """Maps, full-resolution masks, labels and milliseconds per frame for ``samples``."""
+    """Maps, full-resolution masks, labels and milliseconds per frame for ``samples``.
+
+    With ``class_maps`` (a list) each frame's class map (None for a one-class model) is appended.
+    """
     probs: list[NDArray[np.float32]] = []
     masks: list[NDArray[np.bool_]] = []
     seconds = 0.0
@@ -88,7 +110,12 @@ def predict_samples(
         part = samples[start : start + chunk]
         images = [read_image(s.image_path) for s in part]
         t0 = time.perf_counter()
-        probs.extend(predict_maps(engine, images))
+        if class_maps is None:
+            probs.extend(predict_maps(engine, images))
+        else:
+            for prob, cmap in predict_class_maps(engine, images):
+                probs.append(prob)
+                class_maps.append(cmap)
         seconds += time.perf_counter() - t0
         for s, img in zip(part, images, strict=True):
             shape = img.shape[:2]
@@ -265,13 +292,17 @@ def evaluate_model(
         engine.close()
         raise FileNotFoundError(f"split file not found: {split_file}")
     split_file = Path(split_file) if split_file is not None else own_split
-    samples = find_samples(data, masks)
+    from training.train import load_dataset
+
+    dataset = load_dataset(str(data), None if masks is None else str(masks))
+    samples = dataset.samples
     chosen, val, split_info = _split_samples(samples, split_file, split)
 
     val_pred = None
     if val is not None and split != "val":
         val_pred = predict_samples(engine, val, progress, "val")
-    probs, gt, labels, ms = predict_samples(engine, chosen, progress, split)
+    class_maps: list[NDArray[np.float32] | None] = []
+    probs, gt, labels, ms = predict_samples(engine, chosen, progress, split, class_maps=class_maps)
     v_probs, v_masks, v_labels, _ = val_pred or (probs, gt, labels, ms)
     suggested = suggest_operating_point(
         v_probs, v_labels, masks=v_masks, target_precision=target_precision
@@ -301,6 +332,16 @@ def evaluate_model(
         "operating_point": operating.as_dict(),
         "ap": ap,
         "suggested": suggested,
+        "classes": list(card.class_names),
+        **class_report(
+            probs,
+            class_maps,
+            [s.labels(g.shape) for s, g in zip(chosen, gt, strict=True)],
+            dataset.classes,
+            card.class_names,
+            threshold,
+            min_area,
+        ),
         "ms_per_frame": ms,
         "backend": getattr(engine, "backend", ""),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -8,6 +8,11 @@ tolerance on real frames is deleted and the command fails: a silently wrong mode
 none.
 The card gets a golden self-test (engines.selftest) recorded from ONNX Runtime's output on a
 tile of a defective validation frame, which every later load of the model re-checks.
+
+A multi-class run exports two outputs (see :mod:`training.model`): ``probability`` N x H x W x 1
+(1 - p(background), read by every one-class path unchanged) and ``class_probability``
+N x H x W x K; both are verified against Keras, and the card lists ``class_names``,
+``class_colors`` and ``class_output_name``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from engines.card import ModelCard, card_path_for
+from engines.card import CLASS_OUTPUT_NAME, DEFAULT_CLASS_COLORS, ModelCard, card_path_for
 from engines.protocol import ModelLoadError
 from engines.selftest import record_golden
 from engines.tiling import extract_tiles, tile_grid
@@ -40,16 +45,31 @@ class ExportError(RuntimeError):
     """The exported model is missing, unconvertible or disagrees with the Keras model."""
 
 
-def _rename_io(model_proto: Any, input_name: str, output_name: str) -> None:
+def _rename_io(model_proto: Any, input_name: str, output_names: list[str]) -> None:
     graph = model_proto.graph
-    renames = {graph.input[0].name: input_name, graph.output[0].name: output_name}
+    renames = {graph.input[0].name: input_name}
+    renames.update({o.name: n for o, n in zip(graph.output, output_names, strict=True)})
     for node in graph.node:
         node.input[:] = [renames.get(n, n) for n in node.input]
         node.output[:] = [renames.get(n, n) for n in node.output]
     graph.input[0].name = input_name
-    graph.output[0].name = output_name
-    for value in (graph.input[0], graph.output[0]):  # a readable name for the dynamic batch axis
+    for value, name in zip(graph.output, output_names, strict=True):
+        value.name = name
+    for value in (graph.input[0], *graph.output):  # a readable name for the dynamic batch axis
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
+
+
+def keras_outputs(
+    model: Any, batch: NDArray[np.float32], classes: int = 1, class_head: str = "softmax"
+) -> list[NDArray[np.float32]]:
+    """What the exported graph must return for ``batch``: ``[probability]`` or
+    ``[probability, class_probability]`` (computed from the Keras model's scores)."""
+    from training.model import split_scores
+
+    scores = np.asarray(model(batch, training=False), np.float32)
+    defect, share = split_scores(scores, classes, class_head)  # type: ignore[arg-type]
+    outs = [np.asarray(defect, np.float32)]
+    return outs if share is None else [*outs, np.asarray(share, np.float32)]
 
 
 def convert(
@@ -60,22 +80,34 @@ def convert(
     opset: int = DEFAULT_OPSET,
     input_name: str = "image",
     output_name: str = "probability",
+    classes: int = 1,
+    class_head: str = "softmax",
+    class_output_name: str = CLASS_OUTPUT_NAME,
 ) -> Path:
-    """Write ``model`` as ONNX with input ``input_name`` ``[N, H, W, C]`` float32."""
+    """Write ``model`` as ONNX with input ``input_name`` ``[N, H, W, C]`` float32; a model of
+    ``classes`` >= 2 gets the second output ``class_output_name`` (module docstring)."""
     import onnx
     import tensorflow as tf
     import tf2onnx
 
+    from training.model import split_scores
+
     spec = (tf.TensorSpec((None, *input_shape), tf.float32, name=input_name),)
+    names = [output_name] if classes <= 1 else [output_name, class_output_name]
 
     @tf.function(input_signature=spec)
     def serve(image: Any) -> Any:
-        return model(image, training=False)
+        scores = model(image, training=False)
+        if classes <= 1:
+            return scores
+        return split_scores(scores, classes, class_head)  # type: ignore[arg-type]
 
     model_proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset)
-    if len(model_proto.graph.input) != 1 or len(model_proto.graph.output) != 1:
-        raise ExportError("the converted graph does not have exactly one input and one output")
-    _rename_io(model_proto, input_name, output_name)
+    if len(model_proto.graph.input) != 1 or len(model_proto.graph.output) != len(names):
+        raise ExportError(
+            f"the converted graph does not have exactly one input and {len(names)} output(s)"
+        )
+    _rename_io(model_proto, input_name, names)
     model_proto.producer_name = "inspection-station training"
     onnx.checker.check_model(model_proto)
     path = Path(path)
@@ -84,33 +116,65 @@ def convert(
     return path
 
 
-def onnx_predict(path: str | Path, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+def onnx_outputs(path: str | Path, batch: NDArray[np.float32]) -> list[NDArray[np.float32]]:
+    """Every output of the ONNX graph for ``batch``, in the graph's order."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return np.asarray(session.run(None, {name: batch})[0], np.float32)
+    return [np.asarray(o, np.float32) for o in session.run(None, {name: batch})]
+
+
+def onnx_predict(path: str | Path, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+    return onnx_outputs(path, batch)[0]
 
 
 def verify(
-    path: str | Path, model: Any, batch: NDArray[np.float32], tolerance: float = DEFAULT_TOLERANCE
+    path: str | Path,
+    model: Any,
+    batch: NDArray[np.float32],
+    tolerance: float = DEFAULT_TOLERANCE,
+    *,
+    classes: int = 1,
+    class_head: str = "softmax",
 ) -> dict[str, Any]:
-    """Compare ONNX Runtime with Keras on ``batch``; raise :class:`ExportError` beyond tolerance."""
-    expected = np.asarray(model(batch, training=False), np.float32)
-    got = onnx_predict(path, batch)
-    if got.shape != expected.shape:
-        raise ExportError(f"{path}: ONNX output shape {got.shape} != Keras {expected.shape}")
+    """Compare ONNX Runtime with Keras on ``batch`` (every output; a multi-class model's class
+    probabilities too); raise :class:`ExportError` beyond tolerance."""
+    expected_all = keras_outputs(model, batch, classes, class_head)
+    got_all = onnx_outputs(path, batch)
+    if len(got_all) != len(expected_all):
+        raise ExportError(f"{path}: {len(got_all)} ONNX outputs, expected {len(expected_all)}")
+    for got, expected in zip(got_all, expected_all, strict=True):
+        if got.shape != expected.shape:
+            raise ExportError(f"{path}: ONNX output shape {got.shape} != Keras {expected.shape}")
+    got, expected = got_all[0], expected_all[0]
     diff = np.abs(got - expected)
+    # Class shares are compared as p(defect) x share = p(class), what the judge weighs: where no
+    # defect is likely the share is a ratio of tiny numbers, ill-conditioned and never used
+    # (a collapsed sigmoid head differed by 0.024 in bare shares, by far less as p(class)).
+    class_diff = (
+        np.abs(got * got_all[1] - expected * expected_all[1])
+        if len(got_all) > 1
+        else np.zeros(1, np.float32)
+    )
     result = {
         "keras_max_abs_diff": float(diff.max()),
         "keras_mean_abs_diff": float(diff.mean()),
         "tolerance": tolerance,
         "tiles": int(batch.shape[0]),
     }
+    if len(got_all) > 1:
+        result["class_max_abs_diff"] = float(class_diff.max())
     if not np.isfinite(diff).all() or diff.max() > tolerance:
         raise ExportError(
             f"{path}: ONNX disagrees with the Keras model: max |diff| {diff.max():.3g} > "
             f"{tolerance:g} on {batch.shape[0]} real image tiles"
+        )
+    if not np.isfinite(class_diff).all() or class_diff.max() > tolerance:
+        raise ExportError(
+            f"{path}: ONNX class probabilities disagree with the Keras model: max |diff| of "
+            "p(defect) x p(class | defect) "
+            f"{class_diff.max():.3g} > {tolerance:g} on {batch.shape[0]} real image tiles"
         )
     return result
 
@@ -164,6 +228,8 @@ def load_run(run: str | Path) -> tuple[dict[str, Any], Any]:
         channels=cfg["channels"],
         base_filters=cfg["base_filters"],
         weight_decay=0.0,
+        classes=len(cfg.get("class_names") or [None]),
+        class_head=cfg.get("class_head", "softmax"),
     )
     model.set_weights(trained.get_weights())
     return cfg, model
@@ -201,7 +267,18 @@ def base_card(cfg: dict[str, Any], run: Path, name: str, summary: dict[str, Any]
     training["total_training_time_s"] = round(total, 1)
     arch = cfg["architecture"]
     arch_name = f"tinyunet-f{cfg['base_filters']}" if arch == "tinyunet" else arch
+    names = tuple(cfg.get("class_names") or ("defect",))
+    multi = len(names) > 1
+    if multi:
+        training["class_head"] = cfg.get("class_head", "softmax")
     return ModelCard(
+        class_names=names,
+        class_colors=tuple(
+            DEFAULT_CLASS_COLORS[i % len(DEFAULT_CLASS_COLORS)] for i in range(len(names))
+        )
+        if multi
+        else (),
+        class_output_name=CLASS_OUTPUT_NAME if multi else "",
         name=name,
         input_height=cfg["image_size"],
         input_width=cfg["image_size"],
@@ -238,10 +315,11 @@ def export_run(
     samples = find_samples(cfg["data"], cfg.get("masks"))
     val = select(samples, split.val)
     progress.emit("export", stage="convert", model=str(out))
-    convert(model, out, input_shape=card.input_shape, opset=opset)
+    k, head = len(card.class_names), cfg.get("class_head", "softmax")
+    convert(model, out, input_shape=card.input_shape, opset=opset, classes=k, class_head=head)
     batch = real_tiles([s.image_path for s in val], card)
     try:
-        agreement = verify(out, model, batch, tolerance)
+        agreement = verify(out, model, batch, tolerance, classes=k, class_head=head)
     except ExportError:
         out.unlink(missing_ok=True)
         raise

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.data.batches import Arrays
-from training.losses import bce_dice_loss, dice
+from training.losses import ClassLoss, DefectDice, bce_dice_loss, dice
 from training.model import build_model, describe
 from training.progress import Progress
 from training.train import TrainConfig, make_sampler, pick_strategy, save_json, validate
@@ -108,7 +108,8 @@ class Supervisor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
         self.epoch_times.append(time.monotonic() - self.t_epoch)
-        logs.update(validate(self.model, self.val, self.cfg.image_size))
+        k = len(self.cfg.class_names)
+        logs.update(validate(self.model, self.val, self.cfg.image_size, k, self.cfg.class_head))
         val_dice = logs["val_dice"]
         score = -1.0 if math.isnan(val_dice) else val_dice
         improved = score > self.state["best_val_dice"] or (
@@ -153,6 +154,7 @@ class Supervisor(keras.callbacks.Callback):
             val_loss=logs["val_loss"],
             val_dice=val_dice,
             val_false_alarm_images=int(logs["val_false_alarm_images"]),
+            **({"val_class_dice": logs["val_class_dice"]} if "val_class_dice" in logs else {}),
             best_val_dice=self.state["best_val_dice"],
             best_epoch=self.state["best_epoch"],
             elapsed_s=self._elapsed(),
@@ -224,16 +226,19 @@ def fit(
                 channels=cfg.channels,
                 base_filters=cfg.base_filters,
                 weight_decay=cfg.weight_decay,
+                classes=len(cfg.class_names),
+                class_head=cfg.class_head,  # type: ignore[arg-type]
             )
             if cfg.init_from:
                 # Weights only: the new run gets a fresh optimizer and schedule (fine-tuning).
                 start = keras.models.load_model(cfg.init_from, compile=False)
                 model.set_weights(start.get_weights())
                 log.info("initial weights from %s", cfg.init_from)
+            k = len(cfg.class_names)
             model.compile(
                 optimizer=_optimizer(cfg),
-                loss=bce_dice_loss,
-                metrics=[dice],
+                loss=ClassLoss(k, cfg.class_head) if k > 1 else bce_dice_loss,
+                metrics=[DefectDice(k, cfg.class_head) if k > 1 else dice],
                 jit_compile=cfg.xla,
             )
     log.info("model %s, strategy %s", describe(model), type(strategy).__name__)

@@ -6,6 +6,17 @@ standardisation is the first layer, so the exported ONNX carries it and no runti
 the training statistics; it also makes the network indifferent to the line's overall brightness.
 The spatial axes are left open: the same weights train on crops and validate on whole frames
 (sides divisible by 2**depth); the ONNX export fixes them to the card's input size.
+
+With ``classes`` K >= 2 the head is a multi-class one (``class_head``):
+
+* ``"softmax"``: K + 1 channels, a softmax over background and the K classes;
+* ``"sigmoid"``: K independent sigmoids, one per class.
+
+The Keras model then returns those raw channels ("scores"); :func:`split_scores` turns them into
+what the station reads: the defect probability (1 - p(background), resp. the largest class
+sigmoid) and the class probabilities given a defect (K channels summing to 1). The export wraps
+the model with it, so the ONNX graph has the outputs ``probability`` (N x H x W x 1, as a
+one-class model) and ``class_probability`` (N x H x W x K).
 """
 
 from __future__ import annotations
@@ -17,6 +28,9 @@ from keras import layers, ops
 
 Architecture = Literal["tinyunet", "unet_industrial"]
 ARCHITECTURES: tuple[Architecture, ...] = ("tinyunet", "unet_industrial")
+ClassHead = Literal["softmax", "sigmoid"]
+SHARE_EPS = 1e-6  # see split_scores
+CLASS_HEADS: tuple[ClassHead, ...] = ("softmax", "sigmoid")
 # Smallest std used when standardising: a flat tile (std ~ 0) would otherwise turn sensor noise
 # into full-scale input. 0.01 is ~2.5 grey levels of an 8-bit frame.
 STD_FLOOR = 0.01
@@ -65,13 +79,57 @@ def _up(x: Any, filters: int, wd: float, name: str) -> Any:
     return _conv(filters, 2, wd, f"{name}_upconv")(x)
 
 
-def _head(x: Any) -> Any:
+def _head(x: Any, classes: int = 1, class_head: ClassHead = "softmax") -> Any:
     # float32 output even under mixed_float16: the sigmoid and the loss need the precision.
-    return layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="probability")(x)
+    if classes <= 1:
+        return layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="probability")(x)
+    if class_head == "softmax":
+        return layers.Conv2D(
+            classes + 1, 1, activation="softmax", dtype="float32", name="class_scores"
+        )(x)
+    if class_head == "sigmoid":
+        return layers.Conv2D(
+            classes, 1, activation="sigmoid", dtype="float32", name="class_scores"
+        )(x)
+    raise ValueError(f"unknown class head {class_head!r} (expected one of {CLASS_HEADS})")
+
+
+def score_channels(classes: int, class_head: ClassHead) -> int:
+    """Channels of the Keras model's output for ``classes`` classes."""
+    if classes <= 1:
+        return 1
+    return classes + 1 if class_head == "softmax" else classes
+
+
+def split_scores(scores: Any, classes: int, class_head: ClassHead) -> tuple[Any, Any]:
+    """``(defect probability N x H x W x 1, class probability N x H x W x K)`` from the model's
+    output (Keras ops: runs on tensors and numpy arrays alike). One class: ``(scores, None)``."""
+    if classes <= 1:
+        return scores, None
+    if class_head == "softmax":
+        fg = scores[..., 1:]
+        # 1 - p(background) computed as the sum of the class channels: the same number without
+        # the cancellation of 1 - 0.9999...; p(class | defect) = p(class) / p(defect).
+        defect = ops.sum(fg, axis=-1, keepdims=True)
+    else:
+        fg = scores
+        defect = ops.max(fg, axis=-1, keepdims=True)
+    # eps: where no class is likely (tiny or underflowing values) the bare ratio of tiny numbers
+    # is noise that differs between Keras and ONNX Runtime (|diff| up to 1 was measured); with
+    # it such pixels read "uniform", and on any pixel the station can threshold (p >= 0.01)
+    # the shares move by < 1e-3.
+    k = fg.shape[-1]
+    share = (fg + SHARE_EPS) / (ops.sum(fg, axis=-1, keepdims=True) + k * SHARE_EPS)
+    return defect, share
 
 
 def tiny_unet(
-    channels: int = 1, base_filters: int = 16, weight_decay: float = 1e-5, depth: int = 3
+    channels: int = 1,
+    base_filters: int = 16,
+    weight_decay: float = 1e-5,
+    depth: int = 3,
+    classes: int = 1,
+    class_head: ClassHead = "softmax",
 ) -> keras.Model:
     """3 down blocks (2 conv + max-pool), bottleneck, 3 up blocks (upsample + conv, skip, 2 conv)."""
     inp = keras.Input((None, None, channels), name="image")
@@ -87,7 +145,7 @@ def tiny_unet(
         x = _up(x, f, weight_decay, f"up{level + 1}")
         x = layers.Concatenate(name=f"up{level + 1}_concat")([x, skips[level]])
         x = _double(x, f, weight_decay, f"up{level + 1}")
-    return keras.Model(inp, _head(x), name=f"tinyunet_f{base_filters}")
+    return keras.Model(inp, _head(x, classes, class_head), name=f"tinyunet_f{base_filters}")
 
 
 def _industrial_up(x: Any, skip: Any, filters: int, wd: float, name: str) -> Any:
@@ -105,7 +163,12 @@ def _industrial_up(x: Any, skip: Any, filters: int, wd: float, name: str) -> Any
     return _up(x, filters // 2, wd, name)
 
 
-def unet_industrial(channels: int = 1, weight_decay: float = 1e-5) -> keras.Model:
+def unet_industrial(
+    channels: int = 1,
+    weight_decay: float = 1e-5,
+    classes: int = 1,
+    class_head: ClassHead = "softmax",
+) -> keras.Model:
     """NVIDIA UNet_Industrial's ``tinyUNet`` variant, layer for layer (1,850,305 parameters).
 
     Input block 32 and down blocks 32/64/128 (two 3x3 convs each, the skip taken before the 2x2
@@ -131,7 +194,7 @@ def unet_industrial(channels: int = 1, weight_decay: float = 1e-5) -> keras.Mode
         x = _industrial_up(x, skips[i], f, weight_decay, f"up{i}")
     x = layers.Concatenate(name="output_concat")([x, skips[0]])
     x = _double(x, 32, weight_decay, "output")
-    return keras.Model(inp, _head(x), name="unet_industrial")
+    return keras.Model(inp, _head(x, classes, class_head), name="unet_industrial")
 
 
 def build_model(
@@ -140,11 +203,16 @@ def build_model(
     channels: int = 1,
     base_filters: int = 16,
     weight_decay: float = 1e-5,
+    classes: int = 1,
+    class_head: ClassHead = "softmax",
 ) -> keras.Model:
+    """The network; ``classes`` >= 2 gives a multi-class head (see the module docstring)."""
     if architecture == "tinyunet":
-        return tiny_unet(channels, base_filters, weight_decay)
+        return tiny_unet(
+            channels, base_filters, weight_decay, classes=classes, class_head=class_head
+        )
     if architecture == "unet_industrial":
-        return unet_industrial(channels, weight_decay)
+        return unet_industrial(channels, weight_decay, classes=classes, class_head=class_head)
     raise ValueError(f"unknown architecture {architecture!r} (expected one of {ARCHITECTURES})")
 
 

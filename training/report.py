@@ -146,7 +146,41 @@ def write_markdown(
         for n, lab, f in zip(names, labels, flagged, strict=True)
         if lab != f
     ]
+    lines += _class_lines(report)
     lines += ["", "## Wrong decisions at the operating point", ""] + (wrong or ["none"])
     lines += ["", "Plots: `pr_curve.png`, `examples_tp.png`, `examples_fp.png`, `examples_fn.png`."]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _class_lines(report: dict[str, Any]) -> list[str]:
+    """Per-class table and the blob-level class confusion (see training.class_metrics)."""
+    per_class = report.get("per_class") or {}
+    if not per_class:
+        return []
+    lines = [
+        "",
+        f"## Defect classes (model classes: {', '.join(report.get('classes', []))})",
+        "",
+        "| class | images | dice | iou | found | missed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in per_class.items():
+        lines.append(
+            f"| {name} | {m['images']} | {_f(m['dice'])} | {_f(m['iou'])} | {m['found']} | "
+            f"{m['missed']} |"
+        )
+    confusion = report.get("class_confusion") or {}
+    if confusion:
+        columns = list(next(iter(confusion.values())))
+        lines += [
+            "",
+            "Found defects by true class (rows; `none` = predicted blobs on no true defect) and "
+            "predicted class (columns):",
+            "",
+            "| true \\ predicted | " + " | ".join(columns) + " |",
+            "|---|" + "---|" * len(columns),
+        ]
+        for row, counts in confusion.items():
+            lines.append(f"| {row} | " + " | ".join(str(counts.get(c, 0)) for c in columns) + " |")
+    return lines

@@ -4,6 +4,11 @@ Run directory: ``config.json`` (the arguments), ``split.json`` (the seeded split
 (one entry per epoch), ``train.log``, ``checkpoints/last.keras`` (for ``--resume``),
 ``checkpoints/best.keras`` (best validation Dice) and ``state.json``. After training the best
 checkpoint is exported to ``model.onnx`` (verified against Keras) and evaluated (``report.json``).
+
+Defect classes: ``classes`` ("auto", a number or names) is resolved against the classes the data
+holds (:func:`resolve_classes`); one class trains the binary network as always, two or more a
+multi-class head (``class_head``, see :mod:`training.model`). ``config.json`` records the
+resolved ``class_names``, which export and evaluation read.
 """
 
 from __future__ import annotations
@@ -13,15 +18,17 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from training.data import find_samples, load_split, make_split, save_split
 from training.data.batches import Arrays, BatchSampler, load_arrays
-from training.data.loaders import DatasetError, select
+from training.data.discovery import Dataset, discover
+from training.data.loaders import DatasetError, Sample, select
 from training.progress import Progress
 
 log = logging.getLogger("training")
@@ -57,6 +64,9 @@ class TrainConfig:
     init_from: str | None = None  # start from these weights (fine-tuning / retraining)
     export: bool = True
     progress: str = "human"
+    classes: str = "auto"  # "auto" (from the data), a number, or class names "crack,stain"
+    class_head: str = "softmax"  # multi-class head: "softmax" or "sigmoid" (training.model)
+    class_names: list[str] = field(default_factory=list)  # resolved at the start of training
 
 
 _FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
@@ -92,15 +102,26 @@ def pick_strategy(tf: Any) -> Any:
     return tf.distribute.get_strategy()
 
 
-def validation_maps(model: Any, arrays: Arrays, tile: int) -> list[np.ndarray]:
+def validation_maps(
+    model: Any, arrays: Arrays, tile: int, classes: int = 1, class_head: str = "softmax"
+) -> list[np.ndarray]:
     """Probability maps of the (already scaled) validation frames, tiled as the station tiles.
 
     The exported network sees ``tile x tile`` inputs, each standardised on its own, so
     validation goes through the same :mod:`engines.tiling` grid and blend rather than feeding
     whole frames, which would standardise over a different area than the station does.
+    A multi-class model's maps are ``H x W x (1 + K)``: the defect map, then the K class maps.
     """
     from engines.predict import default_overlap
     from engines.tiling import extract_tiles, stitch, tile_grid
+    from training.model import split_scores
+
+    def run(x: np.ndarray) -> np.ndarray:
+        scores = np.asarray(model(x, training=False), np.float32)
+        defect, share = split_scores(scores, classes, class_head)  # type: ignore[arg-type]
+        if share is None:
+            return np.asarray(defect, np.float32)[..., 0]
+        return np.concatenate([np.asarray(defect), np.asarray(share)], -1).astype(np.float32)
 
     overlap = default_overlap(tile, tile)
     plans = []
@@ -109,10 +130,7 @@ def validation_maps(model: Any, arrays: Arrays, tile: int) -> list[np.ndarray]:
         positions = tile_grid(x.shape[0], x.shape[1], tile, tile, overlap)
         plans.append((x.shape[:2], positions))
         tiles.extend(extract_tiles(x, positions, tile, tile))
-    outs = [
-        np.asarray(model(np.stack(tiles[i : i + 16]), training=False), np.float32)[..., 0]
-        for i in range(0, len(tiles), 16)
-    ]
+    outs = [run(np.stack(tiles[i : i + 16])) for i in range(0, len(tiles), 16)]
     probs = np.concatenate(outs)
     maps, offset = [], 0
     for (h, w), positions in plans:
@@ -121,12 +139,31 @@ def validation_maps(model: Any, arrays: Arrays, tile: int) -> list[np.ndarray]:
     return maps
 
 
-def validate(model: Any, arrays: Arrays, tile: int) -> dict[str, float]:
-    """Validation loss, Dice on the defective frames (at 0.5) and false-alarm frame count."""
-    probs = validation_maps(model, arrays, tile)
+def validate(
+    model: Any, arrays: Arrays, tile: int, classes: int = 1, class_head: str = "softmax"
+) -> dict[str, float]:
+    """Validation loss, Dice on the defective frames (at 0.5) and false-alarm frame count; for a
+    multi-class model also ``val_class_dice``: the mean over classes of the Dice of each class's
+    pixels (pooled over the frames; a defect pixel's class is the argmax of the class maps)."""
+    maps = validation_maps(model, arrays, tile, classes, class_head)
+    probs = [m[..., 0] if m.ndim == 3 else m for m in maps]
     eps = 1e-6
     dices, losses, false_alarm = [], [], 0
-    for p, m, d in zip(probs, arrays.masks, arrays.defective, strict=True):
+    out: dict[str, float] = {}
+    if classes > 1:
+        inter, total = np.zeros(classes), np.zeros(classes)
+        for mp, ids in zip(maps, arrays.masks, strict=True):
+            pred = np.where(mp[..., 0] > 0.5, np.argmax(mp[..., 1:], axis=-1) + 1, 0)
+            for k in range(1, classes + 1):
+                t, q = ids == k, pred == k
+                inter[k - 1] += np.sum(t & q)
+                total[k - 1] += t.sum() + q.sum()
+        present = total > 0
+        out["val_class_dice"] = (
+            float(np.mean(2 * inter[present] / total[present])) if present.any() else float("nan")
+        )
+    for p, ids, d in zip(probs, arrays.masks, arrays.defective, strict=True):
+        m = (ids > 0).astype(np.float32)  # class ids of a multi-class set: any defect
         pc = np.clip(p, eps, 1 - eps)
         bce = -np.mean(m * np.log(pc) + (1 - m) * np.log(1 - pc))
         soft = (2 * np.sum(m * p) + 1) / (m.sum() + p.sum() + 1)
@@ -140,7 +177,87 @@ def validate(model: Any, arrays: Arrays, tile: int) -> dict[str, float]:
         "val_loss": float(np.mean(losses)),
         "val_dice": float(np.mean(dices)) if dices else float("nan"),
         "val_false_alarm_images": float(false_alarm),
+        **out,
     }
+
+
+def load_dataset(data: str, masks: str | None) -> Dataset:
+    """Discover ``data`` once; the same clear errors and warnings as :func:`find_samples`."""
+    ds = discover(data, masks=masks)
+    if ds.blocking or not ds.samples:
+        find_samples(data, masks)  # raises the error naming the file and the fix
+    for p in ds.problems:
+        log.warning("%s: %s", Path(data) / p.file, p.message)
+    return ds
+
+
+def resolve_classes(spec: str, found: list[str]) -> tuple[list[str], NDArray[np.uint8]]:
+    """The model's class names and a lookup table data class id -> model class id.
+
+    ``spec``: ``auto`` (every class the data holds, in its order); ``1`` (one class: all defect
+    pixels, binary); the number of classes the data holds; or names, comma-separated: every class
+    of the data in the model's order, or new names for unnamed classes (``class1``, ``class2``
+    from mask ids) in id order.
+    """
+    from training.cli import UsageError
+
+    lut = np.zeros(256, np.uint8)
+    ids = np.arange(1, len(found) + 1)
+    text = spec.strip()
+    listed = ", ".join(found)
+    hint = f"the data holds {len(found)} class(es): {listed}; give --classes auto, 1 or names"
+    if text == "auto":
+        names = list(found)
+    elif text.isdigit():
+        n = int(text)
+        if n == 1:
+            lut[ids] = 1
+            return ([found[0]] if len(found) == 1 else ["defect"]), lut
+        if n != len(found):
+            raise UsageError(f"--classes {n}: {hint}")
+        names = list(found)
+    else:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        if len(set(names)) != len(names) or not names:
+            raise UsageError(f"--classes {spec!r}: give distinct, non-empty names")
+        unnamed = all(f == f"class{i}" for i, f in enumerate(found, 1))
+        if sorted(names) == sorted(found):
+            lut[ids] = [names.index(f) + 1 for f in found]
+            return names, lut
+        if not (unnamed and len(names) == len(found)):
+            raise UsageError(f"--classes {spec!r}: {hint}")
+    lut[ids] = ids
+    return names, lut
+
+
+def load_class_arrays(
+    samples: list[Sample], *, channels: int, scale: float, lut: NDArray[np.uint8], classes: int
+) -> Arrays:
+    """Like :func:`~training.data.batches.load_arrays`, the masks holding model class ids.
+
+    A scaled mask is resized per class (area, then >= 0.5, as the binary masks are) and each
+    pixel takes the class that covers most of it, so thin defects survive a downscale the same
+    way in both kinds of training.
+    """
+    from engines.preprocess import resize, scaled_size, to_channels, to_unit_float
+    from training.data.loaders import read_image
+
+    images, masks = [], []
+    for s in samples:
+        raw = read_image(s.image_path)
+        x = to_channels(to_unit_float(raw), channels)
+        h, w = scaled_size(x.shape[0], x.shape[1], scale)
+        images.append(np.ascontiguousarray(resize(x, h, w), np.float32))
+        ids = lut[s.labels(raw.shape[:2])]
+        if ids.shape != (h, w):
+            cover = np.stack(
+                [resize((ids == k).astype(np.float32)[:, :, None], h, w)[:, :, 0]
+                 for k in range(1, classes + 1)], -1,
+            )  # fmt: skip
+            ids = np.where(cover.max(-1) >= 0.5, np.argmax(cover, -1) + 1, 0).astype(np.uint8)
+        masks.append(ids.astype(np.float32))
+    flags = np.array([bool(m.any()) for m in masks], bool)
+    return Arrays([s.name for s in samples], images, masks, flags)
 
 
 def _detect_channels(samples: list[Any]) -> int:
@@ -169,7 +286,15 @@ def train(cfg: TrainConfig, progress: Progress) -> dict[str, Any]:
 
 def _train(cfg: TrainConfig, run: Path, progress: Progress) -> dict[str, Any]:
     t_start = time.monotonic()
-    samples = find_samples(cfg.data, cfg.masks)
+    ds = load_dataset(cfg.data, cfg.masks)
+    samples = ds.samples
+    names, lut = resolve_classes(cfg.classes, ds.classes)
+    if cfg.resume and cfg.class_names and cfg.class_names != names:
+        raise DatasetError(
+            f"{cfg.data}: the run was trained on classes {cfg.class_names}, the data now gives "
+            f"{names}; start a new run"
+        )
+    cfg.class_names = names
     split_path = run / "split.json"
     if cfg.resume and split_path.is_file():
         split = load_split(split_path)
@@ -184,10 +309,24 @@ def _train(cfg: TrainConfig, run: Path, progress: Progress) -> dict[str, Any]:
     save_json(run / "config.json", asdict(cfg))
     log.info("data %s: %s", cfg.data, split.info)
 
-    train_arr = load_arrays(
-        select(samples, split.train), channels=cfg.channels, scale=cfg.frame_scale
-    )
-    val_arr = load_arrays(select(samples, split.val), channels=cfg.channels, scale=cfg.frame_scale)
+    if len(names) > 1:
+        k = len(names)
+        train_arr = load_class_arrays(
+            select(samples, split.train), channels=cfg.channels, scale=cfg.frame_scale, lut=lut,
+            classes=k,
+        )  # fmt: skip
+        val_arr = load_class_arrays(
+            select(samples, split.val), channels=cfg.channels, scale=cfg.frame_scale, lut=lut,
+            classes=k,
+        )  # fmt: skip
+        log.info("classes %s (%s head)", ", ".join(names), cfg.class_head)
+    else:
+        train_arr = load_arrays(
+            select(samples, split.train), channels=cfg.channels, scale=cfg.frame_scale
+        )
+        val_arr = load_arrays(
+            select(samples, split.val), channels=cfg.channels, scale=cfg.frame_scale
+        )
     if not train_arr.defective.any():
         raise DatasetError(f"{cfg.data}: the training split holds no defective image")
 

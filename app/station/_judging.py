@@ -41,7 +41,7 @@ class JudgingMixin:
     _engine: Engine
     _judge: Callable[[Frame, NDArray[np.float32]], Inspection]
     _rules_fn: Callable[[], Rules] | None
-    _check_first: Callable[[Frame], str | None] | None
+    _frame_check: Callable[[Frame], str | None] | None
     _health: ModelHealth
     _fault: str | None
     _stop_acquiring: threading.Event
@@ -82,8 +82,8 @@ class JudgingMixin:
                 elif not q.frame.readable:
                     why = str(q.frame.metadata.get("error", "the frame could not be read"))
                     results[i] = self._error(q, f"unreadable: {why}", model_id)
-                elif self._check_first is not None:
-                    results[i] = self._first_frame_check(q, model_id)
+                elif self._frame_check is not None:
+                    results[i] = self._checked(q, model_id)
                     if results[i] is None:
                         readable.append(i)
                 else:
@@ -92,7 +92,14 @@ class JudgingMixin:
             infer_ms = 0.0
             if readable:
                 try:
-                    probs = list(predict_maps(engine, [batch[i].frame.image for i in readable]))
+                    frames = [batch[i].frame for i in readable]
+                    probs = list(
+                        predict_maps(
+                            engine,
+                            [f.image for f in frames],
+                            bit_depths=[f.metadata.get("bit_depth") for f in frames],
+                        )
+                    )
                 except Exception as exc:  # noqa: BLE001 - one bad batch must not end the run
                     with self._lock:
                         self._engine_errors += 1
@@ -115,9 +122,9 @@ class JudgingMixin:
             self._deliver(result)
         return out
 
-    def _first_frame_check(self, q: Queued, model_id: str) -> FrameResult | None:
-        """The recipe against the first real frame: a problem faults the station before judging."""
-        check, self._check_first = self._check_first, None
+    def _checked(self, q: Queued, model_id: str) -> FrameResult | None:
+        """The recipe against the frame: a problem faults the station before it is judged."""
+        check = self._frame_check
         try:
             problem = check(q.frame) if check is not None else None
         except Exception as exc:  # noqa: BLE001

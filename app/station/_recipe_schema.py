@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from app.station.inspection import Rules, Zone
+from app.station.inspection import ClassRules, Rules, Zone
 
 
 class RecipeError(ValueError):
@@ -97,10 +97,40 @@ def zone_from_dict(data: Any, where: str) -> Zone:
     )
 
 
+_CLASS_RULE_KEYS = ("min_area_px", "max_count", "max_total_area_px", "always_ng")
+
+
+def class_rules_from_dict(data: Any, where: str = "<rules.classes>") -> tuple[ClassRules, ...]:
+    """Validate ``[rules.classes.<name>]`` tables (name -> rules), in the file's order."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where}: must be a table of classes ([rules.classes.NAME]), not "
+                          f"{type(data).__name__}")  # fmt: skip
+    out = []
+    non_negative = (lambda v: v >= 0, ">= 0")
+    for name, table in data.items():
+        if not name.strip():
+            raise RecipeError(f"{where}: a class needs a name ([rules.classes.NAME])")
+        sub = f"{where[:-1]}.{name}]" if where.endswith("]") else f"{where}.{name}"
+        d = check_dict(table, sub, _CLASS_RULE_KEYS)
+        out.append(
+            ClassRules(
+                name=name,
+                min_area_px=take(d, "min_area_px", int, sub, check=non_negative),
+                max_count=take(d, "max_count", int, sub, check=non_negative),
+                max_total_area_px=take(d, "max_total_area_px", int, sub, check=non_negative),
+                always_ng=take(d, "always_ng", bool, sub, default=False),
+            )
+        )
+    return tuple(out)
+
+
 def rules_from_dict(data: Any, where: str = "<rules>") -> Rules:
-    """Validate a ``[rules]`` table (with its ``[[rules.zones]]``) and build :class:`Rules`."""
+    """Validate a ``[rules]`` table (with its ``[[rules.zones]]`` and ``[rules.classes.NAME]``)
+    and build :class:`Rules`."""
     d = check_dict(
-        data, where, {"threshold", "min_area_px", "max_count", "max_total_area_px", "zones"}
+        data,
+        where,
+        {"threshold", "min_area_px", "max_count", "max_total_area_px", "zones", "classes"},
     )
     non_negative = (lambda v: v >= 0, ">= 0")
     zones_raw = d.get("zones", [])
@@ -119,7 +149,9 @@ def rules_from_dict(data: Any, where: str = "<rules>") -> Rules:
         max_count=take(d, "max_count", int, where, default=0, check=non_negative),
         max_total_area_px=take(d, "max_total_area_px", int, where, check=non_negative),
         zones=zones,
-    )
+        classes=class_rules_from_dict(d.get("classes", {}), f"{where[:-1]}.classes]"
+                                      if where.endswith("]") else f"{where}.classes"),
+    )  # fmt: skip
 
 
 def rules_to_dict(rules: Rules) -> dict[str, Any]:
@@ -141,6 +173,15 @@ def rules_to_dict(rules: Rules) -> dict[str, Any]:
             }
             for z in rules.zones
         ]
+    if rules.classes:
+        # Only the keys a class sets: an absent key falls back to the global rule.
+        out["classes"] = {
+            c.name: {
+                **{k: int(v) for k in _CLASS_RULE_KEYS[:3] if (v := getattr(c, k)) is not None},
+                **({"always_ng": True} if c.always_ng else {}),
+            }
+            for c in rules.classes
+        }
     return out
 
 

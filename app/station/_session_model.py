@@ -45,6 +45,9 @@ class ModelRecipeMixin:
         def log_event(self, kind: EventKind, message: str, **kw: Any) -> EventRecord: ...
         def set_rules(self, rules: Rules) -> FrameResult | None: ...
         def audit_record(self, action: str, **fields: Any) -> None: ...
+        def open_source(self, spec: str, *, options: Any = None) -> None: ...
+        @property
+        def source_spec(self) -> str: ...
 
     # -- model -------------------------------------------------------------------------------
 
@@ -136,6 +139,26 @@ class ModelRecipeMixin:
 
     def _recipe_model(self) -> Path:
         return Path(self._recipe.model).resolve()
+
+    def use_recipe(self, recipe: Recipe) -> None:
+        """Switch to another product's recipe: model, rules, source and the file Save writes.
+
+        The model is loaded first, so a model that fails (ModelLoadError) leaves everything as
+        it was; a running line goes on with the new source (restarted) and rules.
+        """
+        from app.station._session_parts import source_options
+
+        old_name = self._recipe.name
+        if Path(recipe.model).resolve() != self._models.path:
+            self.load_model(recipe.model, reason=f"recipe {recipe.name} selected")
+        self.set_rules(recipe.rules)
+        spec = recipe.source.spec or self.source_spec
+        self.open_source(spec, options=source_options(recipe))
+        with self._lock:
+            self._recipe = recipe
+            self._recipe_path = recipe.path
+        self.log_event("recipe", f"recipe {recipe.name} selected (was {old_name})")
+        self.audit_record("recipe.select", target=recipe.name, old=old_name, new=recipe.name)
 
     def save_recipe(self) -> Recipe:
         """Write the current rules and model into the recipe file (atomic, version + 1).

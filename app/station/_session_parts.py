@@ -6,8 +6,7 @@
 - :func:`default_max_batch`: how many waiting frames to infer together on this engine.
 - :class:`Stepper`: single steps through a source while the pipeline is not running.
 - :class:`KeptResults`: the last results with their probability maps, and verdict totals.
-- :func:`is_replay`, :func:`check_recipe_against_frame`: how a run treats its source and its
-  first frame.
+- :func:`is_replay`, :func:`recipe_frame_check`: how a run treats its source and its frames.
 """
 
 from __future__ import annotations
@@ -111,6 +110,7 @@ def source_options(recipe: Recipe) -> SourceOptions:
         fps=recipe.source.fps or None,
         loop=recipe.source.loop,
         mode=recipe.source.mode,
+        bit_depth=recipe.source.bit_depth,
         camera=CameraSettings(
             width=cam.width,
             height=cam.height,
@@ -226,21 +226,37 @@ def is_replay(spec: str) -> bool:
     return parsed.kind == "folder" or (parsed.kind == "video" and not parsed.target.isdigit())
 
 
-def check_recipe_against_frame(
-    recipe: Recipe, rules: Rules, frame: Frame, card: ModelCard
-) -> list[tuple[str, str]]:
-    """``(severity, message)`` for each way the recipe does not fit this frame (first frame)."""
-    from app.station.recipe_check import check_against_frame, range_warning
+def recipe_frame_check(
+    recipe: Recipe,
+    rules: Callable[[], Rules],
+    card: Callable[[], ModelCard],
+    on_warning: Callable[[str], None],
+) -> Callable[[Frame], str | None]:
+    """``check(frame) -> fault reason | None`` for every readable frame of one run.
 
-    problems = [
-        (p.severity, p.message)
-        for p in check_against_frame(rules, frame.height, frame.width, card, recipe.pixel_size_mm)
-    ]
-    bit_depth = frame.metadata.get("bit_depth")
-    warning = range_warning(frame.image, int(bit_depth) if bit_depth else None)
-    if warning:
-        problems.append(("warning", warning))
-    return problems
+    Cheap per frame: the recipe is checked again only when the frame's size, channels or dtype
+    change (and on the first frame), or when the rules or the model in force change; warnings
+    (a zone partly outside, 12-bit data using a tiny part of its range, ...) go to
+    ``on_warning`` once.
+    """
+    from app.station.recipe_check import FrameChecker
+
+    seen = [rules(), card()]
+    checker = FrameChecker(seen[0], seen[1], recipe.pixel_size_mm, recipe.source.bit_depth)
+
+    def check(frame: Frame) -> str | None:
+        now = [rules(), card()]
+        if now[0] is not seen[0] or now[1] is not seen[1]:
+            checker.update(rules=now[0], card=now[1])
+            seen[:] = now
+        problems = checker.check(frame.image)
+        for p in problems:
+            if p.severity == "warning":
+                on_warning(p.message)
+        errors = [p.message for p in problems if p.severity == "error"]
+        return "; ".join(errors) if errors else None
+
+    return check
 
 
 def open_audit(db_path: Path, on_alarm: Callable[[str], None]) -> AuditLog | None:

@@ -172,7 +172,7 @@ def prepare(conn: sqlite3.Connection, db_path: Path) -> None:
     has_table = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inspections'"
     ).fetchone()
-    script = sch.MIGRATE_V1_TO_V2 if (version == 1 and has_table) else sch.SCHEMA
+    script = sch.migration_script(version, bool(has_table))
     try:
         conn.executescript(
             f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {sch.DB_SCHEMA_VERSION};\nCOMMIT;"
@@ -181,8 +181,8 @@ def prepare(conn: sqlite3.Connection, db_path: Path) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    if version == 1 and has_table:
-        log.info("results store: %s migrated from schema 1 to %d", db_path, sch.DB_SCHEMA_VERSION)
+    if has_table:
+        log.info("results store: %s migrated from schema %d", db_path, version)
 
 
 @dataclass(frozen=True)

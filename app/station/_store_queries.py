@@ -62,11 +62,13 @@ class StoreQueries:
         model_id: str | None = None,
         *,
         until: float | None = None,
+        defect_class: str | None = None,
     ) -> list[StoredInspection]:
         """Newest inspections first, filtered by verdict ("PASS"/"NG"/"ERROR"), time (``since`` <=
-        timestamp < ``until``) and model id; ``limit=None`` returns all."""
+        timestamp < ``until``), model id and defect class (rows with a defect of that class);
+        ``limit=None`` returns all."""
         where, params = sch.where_clause(
-            verdict=verdict, since=since, until=until, model_id=model_id
+            verdict=verdict, since=since, until=until, model_id=model_id, defect_class=defect_class
         )
         tail = f"{where} ORDER BY timestamp DESC, id DESC"
         if limit is not None:
@@ -134,16 +136,19 @@ class StoreQueries:
             return int(conn.execute("SELECT COUNT(*) FROM inspections").fetchone()[0])
 
     def defect_pareto(
-        self, by: Literal["zone", "size"] = "zone", *, since: float | None = None
+        self, by: Literal["zone", "size", "class"] = "zone", *, since: float | None = None
     ) -> list[tuple[str, int]]:
-        """Defect counts per zone (``"(no zone)"`` outside critical zones) or per size class
-        (:data:`SIZE_CLASSES`: <50, 50-200, 200-1000, >=1000 px), largest count first."""
+        """Defect counts per zone (``"(no zone)"`` outside critical zones), per size class
+        (:data:`SIZE_CLASSES`: <50, 50-200, 200-1000, >=1000 px) or per defect class
+        (``"(no class)"`` for defects of a one-class model), largest count first."""
         if by == "zone":
             key = f"COALESCE(d.zone, '{sch.NO_ZONE}')"
+        elif by == "class":
+            key = f"COALESCE(d.class_name, '{sch.NO_CLASS}')"
         elif by == "size":
             key = sch.size_class_sql().replace("area_px", "d.area_px")
         else:
-            raise ValueError(f"defect_pareto by must be 'zone' or 'size', not {by!r}")
+            raise ValueError(f"defect_pareto by must be 'zone', 'size' or 'class', not {by!r}")
         where, params = sch.where_clause(since=since)
         sql = (
             f"SELECT {key} AS k, COUNT(*) AS n FROM defects d "

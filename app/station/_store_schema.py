@@ -23,7 +23,7 @@ from app.station.inspection import Defect, FrameResult
 
 log = logging.getLogger(__name__)
 
-DB_SCHEMA_VERSION = 2  # PRAGMA user_version; bump with a migration when a column changes
+DB_SCHEMA_VERSION = 3  # PRAGMA user_version; bump with a migration when a column changes
 
 # Text columns hold TEXT, or a BLOB of the raw bytes when the value is not valid UTF-8 (a folder
 # named b"bad\xff" arrives as a str with surrogate escapes, which SQLite's TEXT cannot hold);
@@ -69,7 +69,9 @@ CREATE TABLE IF NOT EXISTS defects (
     centroid      TEXT    NOT NULL,   -- JSON [x, y]
     max_prob      REAL    NOT NULL,
     mean_prob     REAL    NOT NULL,
-    zone          TEXT
+    zone          TEXT,
+    class_name    TEXT,               -- defect class (multi-class model), else NULL
+    class_confidence REAL             -- its mean class probability over the blob, else NULL
 );
 {_INDEXES}
 """
@@ -95,6 +97,22 @@ ALTER TABLE inspections_v2 RENAME TO inspections;
 {_INDEXES}
 """
 
+# v2 -> v3: defects gain their class (NULL for rows judged by a one-class model, as before).
+MIGRATE_V2_TO_V3 = """
+ALTER TABLE defects ADD COLUMN class_name TEXT;
+ALTER TABLE defects ADD COLUMN class_confidence REAL;
+"""
+
+
+def migration_script(version: int, has_table: bool) -> str:
+    """The SQL that brings a database at schema ``version`` to :data:`DB_SCHEMA_VERSION`
+    (the whole schema for a new file)."""
+    if not has_table or version < 1:
+        return SCHEMA
+    steps = {1: MIGRATE_V1_TO_V2, 2: MIGRATE_V2_TO_V3}
+    return "\n".join(steps[v] for v in range(max(1, version), DB_SCHEMA_VERSION))
+
+
 INSPECTION_COLUMNS = (
     "frame_id",
     "source",
@@ -114,7 +132,10 @@ INSPECTION_COLUMNS = (
     "error",
     "path",
 )
-DEFECT_COLUMNS = ("area_px", "area_mm2", "bbox", "centroid", "max_prob", "mean_prob", "zone")
+DEFECT_COLUMNS = (
+    "area_px", "area_mm2", "bbox", "centroid", "max_prob", "mean_prob", "zone", "class_name",
+    "class_confidence",
+)  # fmt: skip
 VERDICTS = ("PASS", "NG", "ERROR")
 
 INSERT_INSPECTION = (
@@ -135,6 +156,7 @@ SIZE_CLASSES: tuple[tuple[str, int, int | None], ...] = (
     (">=1000 px", 1000, None),
 )
 NO_ZONE = "(no zone)"
+NO_CLASS = "(no class)"
 
 
 def size_class_sql() -> str:
@@ -215,6 +237,8 @@ def prepare_row(
             float(d.max_prob),
             float(d.mean_prob),
             d.zone,
+            d.class_name,
+            None if d.class_confidence is None else float(d.class_confidence),
         )
         for d in ins.defects
     )
@@ -338,7 +362,7 @@ class StoredInspection:
 
 
 def defect_from_row(row: tuple[Any, ...]) -> Defect:
-    area_px, area_mm2, bbox, centroid, max_prob, mean_prob, zone = row
+    area_px, area_mm2, bbox, centroid, max_prob, mean_prob, zone, class_name, class_conf = row
     return Defect(
         area_px=int(area_px),
         bbox=tuple(json.loads(bbox)),  # type: ignore[arg-type]
@@ -347,6 +371,8 @@ def defect_from_row(row: tuple[Any, ...]) -> Defect:
         mean_prob=float(mean_prob),
         area_mm2=area_mm2,
         zone=from_db_text(zone),
+        class_name=from_db_text(class_name),
+        class_confidence=None if class_conf is None else float(class_conf),
     )
 
 
@@ -384,8 +410,10 @@ def where_clause(
     since: float | None = None,
     until: float | None = None,
     model_id: str | None = None,
+    defect_class: str | None = None,
 ) -> tuple[str, list[Any]]:
-    """``WHERE ...`` (or "") and its parameters for the common filters."""
+    """``WHERE ...`` (or "") and its parameters for the common filters; ``defect_class`` keeps
+    inspections with at least one defect of that class."""
     terms: list[str] = []
     params: list[Any] = []
     if verdict is not None:
@@ -402,6 +430,9 @@ def where_clause(
     if model_id is not None:
         terms.append("model_id = ?")
         params.append(to_db_text(model_id))
+    if defect_class is not None:
+        terms.append("id IN (SELECT inspection_id FROM defects WHERE class_name = ?)")
+        params.append(to_db_text(defect_class))
     return (" WHERE " + " AND ".join(terms) if terms else ""), params
 
 

@@ -31,6 +31,7 @@ TIME_RANGES: tuple[tuple[str, float | None], ...] = (
 )
 VERDICTS = ("all", "NG", "ERROR", "PASS")
 ALL_MODELS = "all models"
+ALL_CLASSES = "all classes"
 MAX_ROWS = 10_000
 
 VerdictFilter = Literal["all", "NG", "ERROR", "PASS"]
@@ -46,6 +47,7 @@ class HistoryFilters:
     period: str = "last 24 h"  # a label of TIME_RANGES
     model: str = ALL_MODELS
     limit: int = 200
+    defect_class: str = ALL_CLASSES  # rows with at least one defect of this class
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -75,6 +77,7 @@ class HistoryQuery:
         self._clock = clock
         self.filters = HistoryFilters()
         self.models_seen: set[str] = set()
+        self.classes_seen: set[str] = set()
 
     def set_filters(self, **changes: Any) -> HistoryFilters:
         self.filters = replace(self.filters, **changes)
@@ -84,16 +87,20 @@ class HistoryQuery:
         """The filters as ``store.recent`` / ``store.export_csv`` keywords (time from now)."""
         f = self.filters
         seconds = dict(TIME_RANGES)[f.period]
-        return {
+        out: dict[str, Any] = {
             "verdict": None if f.verdict == "all" else f.verdict,
             "since": None if seconds is None else self._clock() - seconds,
             "model_id": None if f.model == ALL_MODELS else f.model,
         }
+        if f.defect_class != ALL_CLASSES:
+            out["defect_class"] = f.defect_class
+        return out
 
     def rows(self) -> list[StoredInspection]:
         """The newest rows matching the filters (newest first), at most ``filters.limit``."""
         rows = self._store().recent(limit=self.filters.limit, **self.store_filters())
         self.note_models(r.model_id for r in rows)
+        self.classes_seen |= {d.class_name for r in rows for d in r.defects if d.class_name}
         return rows
 
     def note_models(self, ids: Iterable[str]) -> bool:
@@ -104,6 +111,10 @@ class HistoryQuery:
 
     def model_choices(self) -> list[str]:
         return [ALL_MODELS, *sorted(self.models_seen)]
+
+    def class_choices(self) -> list[str]:
+        """The class filter's entries: all, then every defect class seen in the rows so far."""
+        return [ALL_CLASSES, *sorted(self.classes_seen)]
 
     # --- open ----------------------------------------------------------------------------------
     def in_memory(self, row: StoredInspection) -> FrameResult | None:

@@ -31,6 +31,21 @@ class Zone:
 
 
 @dataclass(frozen=True)
+class ClassRules:
+    """Rules for the defects of one class (``[rules.classes.<name>]`` in a recipe).
+
+    A key left None falls back to the global rule of the same name; ``always_ng`` makes any
+    defect of the class NG on its own (after the minimum area and the zones).
+    """
+
+    name: str
+    min_area_px: int | None = None
+    max_count: int | None = None
+    max_total_area_px: int | None = None
+    always_ng: bool = False
+
+
+@dataclass(frozen=True)
 class Rules:
     """The thresholds that judge a probability map. ``max_count`` defects are tolerated (0 = none)."""
 
@@ -39,6 +54,11 @@ class Rules:
     max_count: int = 0
     max_total_area_px: int | None = None
     zones: tuple[Zone, ...] = ()
+    classes: tuple[ClassRules, ...] = ()  # per-class rules; the fields above are the fallback
+
+    def for_class(self, name: str | None) -> ClassRules | None:
+        """The rules of class ``name``, or None when it has none (or the defect has no class)."""
+        return next((c for c in self.classes if c.name == name), None) if name else None
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,8 @@ class Defect:
     mean_prob: float
     area_mm2: float | None = None  # None when the recipe has no pixel size
     zone: str | None = None  # name of the critical zone it lies in, if any
+    class_name: str | None = None  # defect class (multi-class models); None = not classified
+    class_confidence: float | None = None  # mean class probability of that class over the blob
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,23 @@ Order of the rules (also written in docs/recipes.md):
    ("defect of 37 px in critical zone 'seal'"); more defects than ``max_count`` ("3 defects > max
    0"); total defect area above ``max_total_area_px`` ("total defect area 412 px > max 300 px").
    No reason means PASS.
+
+Defect classes (a multi-class model hands over ``class_prob``, H x W x K, one channel per class
+name): each blob takes the class with the highest mean class probability over its pixels, and
+that mean is its ``class_confidence``. ``rules.classes`` then apply key by key, the global rule
+standing in for a key a class leaves out: the class's ``min_area_px`` in step 4; an
+``always_ng`` class makes each of its defects NG ("1 crack defect: class always NG"); a class
+with its own ``max_count`` / ``max_total_area_px`` is counted against those ("2 crack defects >
+max 0", "total crack area 412 px > max 300 px") and left out of the global count / total, which
+take every other defect. Reasons: critical zones, always-NG classes, per-class limits (in the
+order of ``rules.classes``), then the global limits. Without ``class_prob`` no blob has a class
+and only the global rules judge.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -31,7 +42,7 @@ from numpy.typing import NDArray
 
 from app.station.inspection import Defect, Inspection, Rules, Zone
 
-__all__ = ["binary_mask", "judge", "point_in_zone"]
+__all__ = ["binary_mask", "blob_classes", "class_mask", "judge", "point_in_zone"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,58 @@ def _blobs(p: NDArray[np.float32], mask: NDArray[np.uint8]) -> _Blobs:
     return _Blobs(labels, stats, centroids, maxima, means)
 
 
+@dataclass(frozen=True)
+class _Classes:
+    """Per blob label: index into the class names (-1 = none) and its mean class probability."""
+
+    index: NDArray[np.intp]
+    confidence: NDArray[np.float64]
+    names: tuple[str, ...]
+
+    def name(self, label: int) -> str | None:
+        i = int(self.index[label])
+        return self.names[i] if i >= 0 else None
+
+
+def _class_map(class_prob: NDArray, shape: tuple[int, ...], k: int) -> NDArray[np.float32]:
+    cp = np.asarray(class_prob)
+    if cp.ndim == 2 and k == 1:
+        cp = cp[:, :, None]
+    if cp.ndim != 3 or cp.shape[:2] != shape or cp.shape[2] != k:
+        raise ValueError(
+            f"class_prob must be {shape[0]} x {shape[1]} x {k} (one channel per class name), "
+            f"not shape {cp.shape}"
+        )
+    if cp.dtype == np.uint8:  # quantised maps (kept results): 255 = probability 1
+        return cp.astype(np.float32) / np.float32(255.0)
+    return cp.astype(np.float32, copy=False)
+
+
+def blob_classes(
+    labels: NDArray[np.int32],
+    n: int,
+    class_prob: NDArray,
+    class_names: Sequence[str],
+) -> _Classes:
+    """Class of each of the ``n`` labels of ``labels``: argmax of the per-class mean probability."""
+    names = tuple(class_names)
+    cp = _class_map(class_prob, labels.shape, len(names))
+    on = labels > 0
+    lab = labels[on]
+    areas = np.bincount(lab, minlength=n).astype(np.float64)
+    means = np.zeros((n, len(names)), np.float64)
+    for k in range(len(names)):
+        # NaN / inf never elect a class: they count as probability 0 (clipped to [0, 1]).
+        vals = np.clip(np.nan_to_num(cp[:, :, k][on], nan=0.0), 0.0, 1.0).astype(np.float64)
+        means[:, k] = np.divide(
+            np.bincount(lab, weights=vals, minlength=n), areas, out=np.zeros(n), where=areas > 0
+        )
+    index = np.argmax(means, axis=1).astype(np.intp)
+    conf = means[np.arange(n), index]
+    index[conf <= 0.0] = -1  # no class probability at all over the blob: unclassified
+    return _Classes(index, conf, names)
+
+
 def _polygon(zone: Zone) -> NDArray[np.float32]:
     return np.asarray(zone.polygon, dtype=np.float32).reshape(-1, 1, 2)
 
@@ -96,7 +159,7 @@ class _Candidate:
     critical: bool  # area reaches that zone's own minimum: NG on its own
 
 
-def _select(blobs: _Blobs, rules: Rules) -> list[_Candidate]:
+def _select(blobs: _Blobs, rules: Rules, classes: _Classes | None = None) -> list[_Candidate]:
     polys = [(z, _polygon(z)) for z in rules.zones]
     includes = [p for z, p in polys if z.kind == "include"]
     excludes = [p for z, p in polys if z.kind == "exclude"]
@@ -118,13 +181,19 @@ def _select(blobs: _Blobs, rules: Rules) -> list[_Candidate]:
         reached = [z for z in hits if area >= z.min_area_px]
         zone = reached[0] if reached else (hits[0] if hits else None)
         critical = bool(reached)
-        if area >= rules.min_area_px or critical:
+        min_area = rules.min_area_px
+        if classes is not None and rules.classes:
+            own = rules.for_class(classes.name(label))
+            if own is not None and own.min_area_px is not None:
+                min_area = own.min_area_px
+        if area >= min_area or critical:
             kept.append(_Candidate(label, area, zone, critical))
     return kept
 
 
-def _plural(n: int) -> str:
-    return f"{n} defect" if n == 1 else f"{n} defects"
+def _plural(n: int, kind: str | None = None) -> str:
+    what = f"{kind} defect" if kind else "defect"
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
 def _reasons(defects: list[Defect], critical: list[bool], rules: Rules) -> list[str]:
@@ -133,9 +202,25 @@ def _reasons(defects: list[Defect], critical: list[bool], rules: Rules) -> list[
         for d, is_critical in zip(defects, critical, strict=True)
         if is_critical
     ]
-    if len(defects) > rules.max_count:
-        reasons.append(f"{_plural(len(defects))} > max {rules.max_count}")
-    total = sum(d.area_px for d in defects)
+    by_class = {c.name: [d for d in defects if d.class_name == c.name] for c in rules.classes}
+    for c in rules.classes:
+        if c.always_ng and by_class[c.name]:
+            reasons.append(f"{_plural(len(by_class[c.name]), c.name)}: class always NG")
+    counted, summed = list(defects), list(defects)  # what the global limits still see
+    for c in rules.classes:
+        mine = by_class[c.name]
+        if c.max_count is not None:
+            counted = [d for d in counted if d.class_name != c.name]
+            if len(mine) > c.max_count:
+                reasons.append(f"{_plural(len(mine), c.name)} > max {c.max_count}")
+        if c.max_total_area_px is not None:
+            summed = [d for d in summed if d.class_name != c.name]
+            area = sum(d.area_px for d in mine)
+            if area > c.max_total_area_px:
+                reasons.append(f"total {c.name} area {area} px > max {c.max_total_area_px} px")
+    if len(counted) > rules.max_count:
+        reasons.append(f"{_plural(len(counted))} > max {rules.max_count}")
+    total = sum(d.area_px for d in summed)
     if rules.max_total_area_px is not None and total > rules.max_total_area_px:
         reasons.append(f"total defect area {total} px > max {rules.max_total_area_px} px")
     return reasons
@@ -151,6 +236,8 @@ def judge(
     timestamp: float = 0.0,
     model_id: str = "",
     timings_ms: Mapping[str, float] | None = None,
+    class_prob: NDArray | None = None,
+    class_names: Sequence[str] = (),
 ) -> Inspection:
     """Judge one probability map against ``rules``.
 
@@ -166,6 +253,11 @@ def judge(
         Copied into the :class:`Inspection`.
     timings_ms
         Earlier stage timings (acquire, infer, ...); a ``"judge"`` entry is added.
+    class_prob
+        H x W x K class probabilities of a multi-class model (float in [0, 1], or uint8 with 255
+        = 1), channel k for ``class_names[k]``; None = the blobs get no class.
+    class_names
+        The model's class names (its card's ``class_names``), one per channel of ``class_prob``.
 
     Returns
     -------
@@ -175,7 +267,8 @@ def judge(
     t0 = time.perf_counter()
     p = _as_map(prob)
     blobs = _blobs(p, _threshold(p, rules.threshold))
-    chosen = _select(blobs, rules)
+    classes = _classes_of(blobs, class_prob, class_names)
+    chosen = _select(blobs, rules, classes)
     chosen.sort(key=lambda c: (-c.area, c.label))
     px_mm2 = None if pixel_size_mm is None else float(pixel_size_mm) ** 2
     defects: list[Defect] = []
@@ -190,6 +283,8 @@ def judge(
                 mean_prob=float(blobs.mean_prob[c.label]),
                 area_mm2=None if px_mm2 is None else c.area * px_mm2,
                 zone=None if c.zone is None else c.zone.name,
+                class_name=None if classes is None else classes.name(c.label),
+                class_confidence=_confidence(classes, c.label),
             )
         )
     reasons = _reasons(defects, [c.critical for c in chosen], rules)
@@ -208,13 +303,35 @@ def judge(
     )
 
 
+def _classes_of(
+    blobs: _Blobs, class_prob: NDArray | None, class_names: Sequence[str]
+) -> _Classes | None:
+    if class_prob is None:
+        return None
+    if not class_names:
+        raise ValueError("class_prob given without class_names (the model card's class_names)")
+    return blob_classes(blobs.labels, blobs.stats.shape[0], class_prob, class_names)
+
+
+def _confidence(classes: _Classes | None, label: int) -> float | None:
+    if classes is None or classes.index[label] < 0:
+        return None
+    return float(classes.confidence[label])
+
+
 def binary_mask(
-    prob: NDArray[np.floating], rules: Rules, *, defects_only: bool = False
+    prob: NDArray[np.floating],
+    rules: Rules,
+    *,
+    defects_only: bool = False,
+    class_prob: NDArray | None = None,
+    class_names: Sequence[str] = (),
 ) -> NDArray[np.uint8]:
     """The thresholded map as a 0/255 uint8 H x W image, for overlays and the NG archive.
 
     With ``defects_only`` the mask keeps only the blobs :func:`judge` counts as defects (after the
-    minimum area and the zones), which is what the verdict was based on.
+    minimum area and the zones), which is what the verdict was based on; give the class map too
+    when the rules have per-class minimum areas.
     """
     p = _as_map(prob)
     mask = _threshold(p, rules.threshold)
@@ -222,6 +339,33 @@ def binary_mask(
         return mask * np.uint8(255)
     blobs = _blobs(p, mask)
     keep = np.zeros(blobs.stats.shape[0], dtype=np.uint8)
-    for c in _select(blobs, rules):
+    for c in _select(blobs, rules, _classes_of(blobs, class_prob, class_names)):
         keep[c.label] = 255
     return keep[blobs.labels]
+
+
+def class_mask(
+    prob: NDArray[np.floating],
+    rules: Rules,
+    class_prob: NDArray,
+    class_names: Sequence[str],
+    *,
+    defects_only: bool = True,
+) -> NDArray[np.uint8]:
+    """H x W uint8: 0 off the defects, ``k + 1`` on every pixel of a blob of class ``k``.
+
+    A blob is painted with its one class (the one :func:`judge` gives it), so an overlay shows
+    each defect in one colour (``card.class_colors[k]``) rather than a per-pixel patchwork.
+    With ``defects_only`` (default) only the blobs the rules count are painted.
+    """
+    p = _as_map(prob)
+    blobs = _blobs(p, _threshold(p, rules.threshold))
+    classes = blob_classes(blobs.labels, blobs.stats.shape[0], class_prob, class_names)
+    paint = (classes.index + 1).astype(np.uint8)
+    paint[0] = 0
+    if defects_only:
+        keep = np.zeros_like(paint)
+        for c in _select(blobs, rules, classes):
+            keep[c.label] = paint[c.label]
+        paint = keep
+    return paint[blobs.labels]

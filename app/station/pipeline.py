@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 Mode = Literal["free-run", "triggered"]
 JudgeFn = Callable[[Frame, NDArray[np.float32]], Inspection]
 Sink = Callable[[FrameResult], None]
-FirstFrameCheck = Callable[[Frame], "str | None"]  # a reason the recipe cannot judge these frames
+FrameCheck = Callable[[Frame], "str | None"]  # a reason the recipe cannot judge this frame
 
 DEFAULT_QUEUE_SIZE: dict[str, int] = {"free-run": 1, "triggered": 32}
 ACQUIRER_JOIN_S = 5.0  # a camera fetch times out well within this
@@ -103,9 +103,10 @@ class Pipeline(JudgingMixin):
         Called once with the reason when the pipeline enters FAULT.
     rules_fn : callable, optional
         The rules in force, recorded on ERROR results (they were not applied).
-    first_frame_check : callable, optional
-        ``check(frame) -> reason | None`` on the first readable frame: a reason faults the run
-        before anything is judged (a recipe whose zones miss the frame, ...).
+    frame_check : callable, optional
+        ``check(frame) -> reason | None`` on every readable frame before inference (cheap: the
+        session's checker looks again only when the frame size changes): a reason faults the
+        run before that frame is judged (a recipe whose zones miss the frame, ...).
     max_model_faults : int
         Consecutive model faults (inference error, non-finite or out-of-range map) before FAULT.
     drop_alarm_pct : float
@@ -130,7 +131,7 @@ class Pipeline(JudgingMixin):
         on_finished: Callable[[], None] | None = None,
         on_fault: Callable[[str], None] | None = None,
         rules_fn: Callable[[], Rules] | None = None,
-        first_frame_check: FirstFrameCheck | None = None,
+        frame_check: FrameCheck | None = None,
         max_model_faults: int = DEFAULT_MAX_MODEL_FAULTS,
         drop_alarm_pct: float = DEFAULT_DROP_ALARM_PCT,
     ) -> None:
@@ -154,7 +155,7 @@ class Pipeline(JudgingMixin):
         self._on_finished = on_finished
         self._on_fault = on_fault
         self._rules_fn = rules_fn
-        self._check_first = first_frame_check
+        self._frame_check = frame_check
         self._health = ModelHealth(max_model_faults)
         self._drop_monitor = DropMonitor(drop_alarm_pct)
         self._fault: str | None = None

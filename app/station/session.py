@@ -25,10 +25,10 @@ from app.station._session_parts import (
     KeptResults,
     ModelSlots,
     Stepper,
-    check_recipe_against_frame,
     default_max_batch,
     is_replay,
     open_audit,
+    recipe_frame_check,
     source_options,
 )
 from app.station._session_rules import RulesAuditMixin
@@ -243,6 +243,7 @@ class InspectionSession(RulesAuditMixin, ModelRecipeMixin):
             backpressure = backpressure or is_replay(self._spec)
             with self._lock:
                 self._fault = None
+                self._next_tags.clear()  # a job that timed out must not tag this run
             source = open_source(self._spec, settings=self._options)
             self._missing_controls = dict(getattr(source, "missing_controls", {}))
             pipeline = self._make_pipeline(source, limit=limit, backpressure=backpressure)
@@ -324,7 +325,12 @@ class InspectionSession(RulesAuditMixin, ModelRecipeMixin):
             on_finished=lambda: self._finished(holder[0]),
             on_fault=self._on_fault,
             rules_fn=lambda: self._rules,
-            first_frame_check=self._check_first_frame,
+            frame_check=recipe_frame_check(
+                self._recipe,
+                lambda: self._rules,
+                lambda: self.model_card,
+                lambda message: self.log_event("alarm", f"recipe: {message}"),
+            ),
             max_model_faults=self._recipe.max_model_faults,
             drop_alarm_pct=self._recipe.source.drop_alarm_pct,
         )
@@ -362,15 +368,6 @@ class InspectionSession(RulesAuditMixin, ModelRecipeMixin):
         pixel_mm = self._recipe.pixel_size_mm
         return judge(prob, self._rules, pixel_size_mm=pixel_mm, frame_id=frame.frame_id,
                      source=frame.source, timestamp=frame.timestamp)  # fmt: skip
-
-    def _check_first_frame(self, frame: Frame) -> str | None:
-        """The recipe against the first real frame; warnings go to the event log."""
-        problems = check_recipe_against_frame(self._recipe, self._rules, frame, self.model_card)
-        for severity, message in problems:
-            if severity == "warning":
-                self.log_event("alarm", f"recipe: {message}")
-        errors = [m for sev, m in problems if sev == "error"]
-        return "; ".join(errors) if errors else None
 
     def _tag(self, result: FrameResult) -> None:
         # First sink, before anyone else sees the result: a triggered job's part id.

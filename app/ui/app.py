@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,29 @@ def run_gui(
     station.autostart()
     if screenshot is not None:
         _take_screenshot(station, Path(screenshot), frames or SCREENSHOT_FRAMES, app)
+    stopper = _exit_on_signals(app)
     try:
         return app.exec()
     finally:
-        station.close()
+        stopper.stop()
+        station.close()  # stops the line, judges what is queued, flushes the store
+
+
+def _exit_on_signals(app: QApplication) -> QTimer:
+    """SIGINT / SIGTERM end the event loop with 128 + N; ``Station.close`` then stops cleanly.
+
+    Python runs signal handlers only between bytecodes, and the Qt event loop is C++: a timer
+    gives the interpreter a turn every 200 ms. ``exit`` (not ``quit``) so no window asks
+    "the line is running, quit?" — a signal is an operator's or a supervisor's decision.
+    """
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("%s received: stopping the line and closing", signal.Signals(signum).name)
+        QTimer.singleShot(0, lambda: app.exit(128 + signum))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    ticker = QTimer(app)
+    ticker.timeout.connect(lambda: None)
+    ticker.start(200)
+    return ticker

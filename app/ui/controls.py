@@ -207,6 +207,10 @@ class ControlsPanel(QWidget):
         source_layout.setColumnStretch(1, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        self.hint = QLabel("", self)  # why the boxes are greyed out, when they are
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("color:#ef6c00;")
+        layout.addWidget(self.hint)
         layout.addWidget(source_box)
         layout.addWidget(self.camera)
         layout.addStretch(1)
@@ -290,6 +294,13 @@ class ControlsPanel(QWidget):
         for w in (self.kind, self.stack, self.recipe_button):
             w.setEnabled(idle and not running and self._editable)
         self.camera.set_state(running=running or not idle, editable=self._editable)
+        if not self._editable:
+            self.hint.setText("Choosing the source, camera and recipe needs engineer mode.")
+        elif running:
+            self.hint.setText("Stop the line (F5) to change the source, camera or recipe.")
+        else:
+            self.hint.setText("")
+        self.hint.setVisible(bool(self.hint.text()))
 
     def set_editable(self, editable: bool) -> None:
         """Operators start and stop; choosing the source, recipe and camera is for engineers."""

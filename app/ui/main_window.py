@@ -426,7 +426,14 @@ class MainWindow(QMainWindow):
         return self.lock.locked
 
     def _lock_event(self, kind: str, message: str) -> None:
-        self.session.log_event(kind, message)  # type: ignore[arg-type]
+        self.session.log_event(kind, message)  # type: ignore[arg-type]  # "alarm" | "info"
+        # Failed logins and PIN changes belong in the audit trail too (who tried, from here).
+        if "login failed" in message:
+            self.session.audit_record("login.failed", role="operator", detail={"message": message})
+        elif "PIN set" in message:
+            self.session.audit_record(
+                "settings.change", target="engineer_pin", detail={"message": message}
+            )
 
     def ask_unlock(self) -> bool:
         if not self.lock.locked:
@@ -435,6 +442,13 @@ class MainWindow(QMainWindow):
         return not self.lock.locked
 
     def _apply_lock(self, locked: bool) -> None:
+        # Who is at the station, for the audit trail: the operator, or an engineer once unlocked.
+        was = self.session.actor
+        self.session.actor = ("operator", None) if locked else ("engineer", None)
+        if was != self.session.actor:
+            self.session.audit_record(
+                "logout" if locked else "login", role=was[0] if locked else "engineer"
+            )
         self.workspaces.set_locked(locked)
         for action in self._engineer_actions:
             action.setEnabled(not locked)

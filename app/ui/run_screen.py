@@ -9,6 +9,7 @@ never takes it, and a stopped or faulted line never shows a stale verdict.
 from __future__ import annotations
 
 from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -91,6 +92,11 @@ class RunScreen(QWidget):
         if self.line.acknowledge():
             self.acknowledged.emit()
         self.refresh()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        # 380 px (a 1280-wide window) is the 24 pt design size; wider columns read from further
+        self.verdict_panel.set_scale(event.size().width() / 380)
 
     # --- drawing ---------------------------------------------------------------------------------
     def refresh(self) -> None:

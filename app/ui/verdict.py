@@ -21,15 +21,17 @@ BANNER_STYLE = {
     "WAITING": "background:#37474f; color:#eeeeee;",
 }
 COUNTER_PT = 24  # readable from 2 m on a 1080p panel
-# (key, title, colour) of the big counters, in reading order
+# (key, title, colour) of the big counters, in reading order, two to a row: three would not fit
+# "87.0 %" at 24 pt in the Run column of a 1280-wide window
 COUNTERS = (
     ("passed", "PASS", "#66bb6a"),
     ("ng", "NG", "#ef5350"),
     ("errors", "ERROR", "#ffa726"),
+    ("dropped", "Dropped", None),
     ("yield", "Yield", None),
     ("fps", "Rate", None),
-    ("dropped", "Dropped", None),
 )
+COUNTER_COLUMNS = 2
 
 
 def _sized(label: QLabel, points: int, *, bold: bool = True) -> QLabel:
@@ -82,7 +84,7 @@ class VerdictPanel(QWidget):
             cell.addWidget(name)
             cell.addWidget(value)
             self._values[key] = value
-            grid.addWidget(box, *divmod(i, 3))
+            grid.addWidget(box, *divmod(i, COUNTER_COLUMNS))
         self.detail = QLabel("", self)  # judged / acquired / store / latency: for the engineer
         self.detail.setWordWrap(True)
         self.detail.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -98,7 +100,23 @@ class VerdictPanel(QWidget):
         layout.addWidget(self.reasons)
         layout.addLayout(grid)
         layout.addWidget(self.detail)
+        self._scale = 1.0
         self.show_banner(Banner("STOPPED", "STOPPED — NOT INSPECTING"))
+
+    def set_scale(self, scale: float) -> None:
+        """Grow the banner and counters with the Run column (never below 24 pt counters)."""
+        scale = max(1.0, min(scale, 1.8))
+        if abs(scale - self._scale) < 0.05:
+            return
+        self._scale = scale
+        for key, _title, _colour in COUNTERS:
+            _sized(self._values[key], round(COUNTER_PT * scale))
+        self._size_banner()
+
+    def _size_banner(self) -> None:
+        # a long title (STOPPED — NOT INSPECTING) gets a smaller font so it fits the column
+        base = 40 if len(self.verdict.text()) <= 12 else 22
+        _sized(self.verdict, round(base * self._scale))
 
     def show_banner(self, banner: Banner) -> None:
         if banner == self.banner:
@@ -108,8 +126,7 @@ class VerdictPanel(QWidget):
         if banner.held:
             title = f"{title} (held)"
         self.verdict.setText(title)
-        # a long title (STOPPED — NOT INSPECTING) gets a smaller font so it fits the column
-        _sized(self.verdict, 40 if len(title) <= 12 else 22)
+        self._size_banner()
         self.verdict.setStyleSheet(BANNER_STYLE[banner.kind] + "border-radius:8px;")
         prefix = f"frame {banner.frame_id}: " if banner.frame_id is not None else ""
         self.reasons.setText(prefix + "; ".join(banner.reasons) if banner.reasons else "")

@@ -68,7 +68,9 @@ def test_output_fault_names_nan_inf_and_out_of_range_maps() -> None:
     inf[0, 0] = np.inf
     assert "not finite" in (output_fault(inf) or "")
     assert "outside the probability range" in (output_fault(np.full((2, 2), 3.0, np.float32)) or "")
-    assert "outside the probability range" in (output_fault(np.full((2, 2), -0.5, np.float32)) or "")
+    assert "outside the probability range" in (
+        output_fault(np.full((2, 2), -0.5, np.float32)) or ""
+    )
 
 
 @pytest.mark.parametrize("value", [float("nan"), 7.0])
@@ -135,7 +137,7 @@ def test_a_recipe_that_does_not_fit_faults_before_judging() -> None:
     engine = FakeEngine()
     pipe = Pipeline(
         ListSource(10), engine, judge_fn, [sink], mode="triggered", on_fault=faults.append,
-        first_frame_check=lambda frame: f"include zone lies outside the {frame.width} px frame",
+        frame_check=lambda frame: f"include zone lies outside the {frame.width} px frame",
     )  # fmt: skip
     run(pipe)
     assert engine.calls == 0, "nothing may be judged under a recipe that does not fit"
@@ -145,7 +147,7 @@ def test_a_recipe_that_does_not_fit_faults_before_judging() -> None:
     assert st.produced == st.errors + st.dropped
 
 
-def test_first_frame_check_runs_once_and_a_fit_recipe_judges_normally() -> None:
+def test_frame_check_sees_every_readable_frame_and_a_fit_recipe_judges_normally() -> None:
     calls: list[int] = []
     sink = Collect()
 
@@ -153,11 +155,9 @@ def test_first_frame_check_runs_once_and_a_fit_recipe_judges_normally() -> None:
         calls.append(frame.frame_id)
         return None
 
-    pipe = Pipeline(
-        ListSource(4), FakeEngine(), judge_fn, [sink], sync=True, first_frame_check=check
-    )
+    pipe = Pipeline(ListSource(4), FakeEngine(), judge_fn, [sink], sync=True, frame_check=check)
     pipe.start()
-    assert calls == [0] and verdicts(sink) == ["PASS", "NG", "PASS", "NG"]
+    assert calls == [0, 1, 2, 3] and verdicts(sink) == ["PASS", "NG", "PASS", "NG"]
 
 
 def test_a_judge_that_raises_gives_error_not_a_lost_frame() -> None:

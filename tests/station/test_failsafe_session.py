@@ -144,3 +144,48 @@ def test_counters_show_model_faults_without_a_pass(
     assert st.errors > 0 and st.model_faults == st.errors
     assert st.acquired == st.passed + st.ng + st.errors + st.dropped
     assert s.state != "fault"  # never two faults in a row here
+
+
+def test_use_recipe_switches_model_rules_and_the_file_save_writes(world: dict[str, Any]) -> None:  # noqa: F811
+    from app.station.recipe import load_recipe, save_recipe
+
+    other_path = world["path"].with_name("other.toml")
+    other = replace(world["recipe"], name="other", model=world["m2"], rules=Rules(threshold=0.8))
+    save_recipe(other, other_path)
+    other = load_recipe(other_path)
+    with open_session(world) as s:
+        s.use_recipe(other)
+        assert s.recipe.name == "other" and s.recipe_path == other_path
+        assert s.model_card.model_id == "tiny-2" and s.rules.threshold == 0.8
+        s.set_rules(Rules(threshold=0.6))
+        s.save_recipe()
+        assert s.audit is not None
+        assert "recipe.select" in [r.action for r in s.audit.rows(limit=50)]
+    assert load_recipe(other_path).rules.threshold == 0.6
+    assert load_recipe(world["path"]).rules.threshold == 0.5, "the first recipe must be untouched"
+    with open_session(world) as s, pytest.raises(ModelLoadError):
+        s.use_recipe(replace(other, model=world["bad"]))
+    # a model that fails leaves the session on its recipe
+
+
+def test_a_declared_12_bit_source_is_scaled_by_4095_end_to_end(
+    world: dict[str, Any], tmp_path: Path  # noqa: F811
+) -> None:
+    import cv2
+
+    from app.station.recipe import SourceSettings
+
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    img = np.full((32, 40), 200, np.uint16)
+    img[8:24, 12:28] = 4000  # bright in 12-bit terms, 6 % of a 16-bit range
+    assert cv2.imwrite(str(folder / "a.png"), img)
+    verdicts = {}
+    for depth in (None, 12):
+        source = SourceSettings(spec=f"folder:{folder}", mode="triggered", bit_depth=depth)
+        with open_session(world, source=source) as s:
+            run_to_end(s)
+            verdicts[depth] = s.history()[0].inspection.verdict
+            warnings = [e.message for e in s.events.records("alarm")]
+    assert verdicts == {None: "PASS", 12: "NG"}
+    assert not any("range" in w for w in warnings)  # 4000 of 4095 uses the range well

@@ -24,7 +24,8 @@ def test_mono12_scaled_to_full_16_bit_range() -> None:
     image, meta = convert_component(component("Mono12", raw, 2, 2))
     assert image.dtype == np.uint16 and image.shape == (2, 2)
     assert image.tolist() == [[0, 65520], [32768, 16]]
-    assert meta == {"pixel_format": "Mono12", "bit_depth": 12}
+    # shifted into 16 bits, so preprocessing scales by 65535; the camera's depth is kept aside
+    assert meta == {"pixel_format": "Mono12", "bit_depth": 16, "camera_bits": 12}
     assert not np.shares_memory(image, raw)
 
 

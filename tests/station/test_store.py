@@ -369,7 +369,7 @@ def test_migration_v1_to_v2_keeps_rows(tmp_path: Path) -> None:
         assert (rows[0].error, rows[0].path) == (None, None)
         assert s.add(error_result(9)) == 6  # ERROR allowed now; ids continue
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3  # v1 -> v2 -> v3 (classes)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT COUNT(*) FROM inspections").fetchone()[0] == 4
     conn.close()

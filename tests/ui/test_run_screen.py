@@ -264,3 +264,45 @@ def test_autostart_shows_the_first_judged_frame_within_5_s(qtbot: Any, settings:
         station.window.ask_before_close = False
         station.window.close()
         station.close()
+
+
+def test_a_faulted_line_shows_fault_with_its_reason(
+    qtbot: Any, make_main_window: Any, tmp_path: Any
+) -> None:
+    """A model whose output is NaN: frames end as ERROR, then the line faults; the banner says
+    FAULT (never the last PASS) and the events workspace lists the frames not judged."""
+    window = make_main_window(model=_nan_on_frames_model(tmp_path), max_model_faults=2)
+    window.start_action.trigger()
+    qtbot.waitUntil(lambda: _banner(window).kind == "FAULT", timeout=20_000)
+    assert _banner(window).reasons and _banner(window).reasons[0]
+    assert window.live_panel.view_kind == "stopped"
+    assert window.live_panel.view_header.text().startswith("FAULT")
+    assert "FAULT" in window.windowTitle()
+    kinds = {r.kind for r in window.events_panel.records()}
+    assert "fault" in kinds
+    assert window.verdict_panel._values["errors"].text() != "0" or "frame_error" in kinds
+
+
+def _nan_on_frames_model(folder: Any) -> Any:
+    """``sqrt(0.1 - x)``: finite on the blank tile of the load-time check, NaN on every test
+    frame (background 0.2) — a model that broke after it was loaded, as far as the line sees."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from engines.card import ModelCard
+
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 32, 32, 1])
+    y = helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", 32, 32, 1])
+    graph = helper.make_graph(
+        [helper.make_node("Sub", ["tenth", "image"], ["d"]), helper.make_node("Sqrt", ["d"], ["probability"])],
+        "nan-on-frames", [x], [y],
+        initializer=[helper.make_tensor("tenth", TensorProto.FLOAT, [], [0.1])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    path = folder / "nan.onnx"
+    onnx.save(model, str(path))
+    ModelCard(name="nan", input_height=32, input_width=32, model_id="nan").save(
+        path.with_suffix(".json")
+    )
+    return path

@@ -13,6 +13,7 @@ as well as brightness:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -125,6 +126,7 @@ def generate(
     seed: int = 0,
     layout: Layout = "folder",
     class_masks: bool = False,
+    kinds: Sequence[DefectKind] = DEFECT_KINDS,
 ) -> list[Path]:
     """Write ``n`` samples and return the image paths.
 
@@ -142,9 +144,13 @@ def generate(
     * ``mvtec``: ``train/good``, ``test/{good,KIND}``, ``ground_truth/KIND/NNNN_mask.png``
       (defect-free images in the first half go to train).
 
-    ``class_masks`` writes class-index masks (pixel = 1 + the kind's index in ``DEFECT_KINDS``)
-    instead of 0/255, and ``classes.txt`` naming them.
+    ``class_masks`` writes class-index masks (pixel = 1 + the kind's index in ``kinds``)
+    instead of 0/255, and ``classes.txt`` naming them. ``kinds`` are the defect kinds used (the
+    classes; default all four), in rotation.
     """
+    kinds = tuple(kinds)
+    if not kinds or any(k not in DEFECT_KINDS for k in kinds):
+        raise ValueError(f"kinds {kinds!r}: choose from {', '.join(DEFECT_KINDS)}")
     if not 0.0 <= defect_ratio <= 1.0:
         raise ValueError(f"defect_ratio {defect_ratio} is outside [0, 1]")
     if layout not in LAYOUTS:
@@ -160,7 +166,7 @@ def generate(
     for i in range(n):
         kind: DefectKind | None = None
         if defective[i]:
-            kind = DEFECT_KINDS[k % len(DEFECT_KINDS)]
+            kind = kinds[k % len(kinds)]
             k += 1
         image, mask = make_sample(rng, size, kind)
         path, mask_path = _paths(out, layout, i, n, kind)
@@ -170,14 +176,14 @@ def generate(
         label_name = "0"
         if kind is not None or layout in ("nested", "classes"):
             if class_masks and kind is not None:
-                mask = (mask > 0).astype(np.uint8) * (DEFECT_KINDS.index(kind) + 1)
+                mask = (mask > 0).astype(np.uint8) * (kinds.index(kind) + 1)
             mask_path.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(mask_path), mask)
             label_name = mask_path.name
         labels.append(f"{i + 1:04d}\t{int(kind is not None)}\t{path.name}\t0\t{label_name}")
     if class_masks:  # names of the class ids, for discovery (line 0 = background)
         out.mkdir(parents=True, exist_ok=True)
-        names = "\n".join(("background", *DEFECT_KINDS))
+        names = "\n".join(("background", *kinds))
         (out / "classes.txt").write_text(names + "\n", encoding="utf-8")
     if layout == "dagm":
         (out / "Label").mkdir(parents=True, exist_ok=True)

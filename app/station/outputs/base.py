@@ -4,8 +4,8 @@ An output (OPC UA, Modbus TCP, MQTT) is a Qt-free sink on the session's results 
 controllers that can drive the line, a control surface. The hub (`app.station.outputs.hub`) owns
 the outputs, feeds them the result records and state changes, and hands them a `StationControl`.
 
-How the hub builds an output: when the recipe has ``[outputs.NAME]``, it imports
-``app.station.outputs.NAME`` and calls its module-level ``create_output(config, *, settings,
+How the hub builds an output: when the recipe has ``[outputs.NAME]`` (NAME in opcua, modbus,
+mqtt), it imports ``app.station.outputs.NAME`` and calls its module-level ``create_output(config, *, settings,
 recipe) -> Output``. ``config`` is ``recipe.outputs[NAME]`` (the keys validated in
 ``app.station._recipe_schema.OUTPUT_KEYS``), with ``job_deadline_ms`` from ``[outputs]`` filled
 in when the section has none. A ``create_output`` that raises ``ValueError``/``OSError`` leaves

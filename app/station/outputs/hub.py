@@ -12,7 +12,6 @@ the line: outputs queue what they are given (see :class:`~app.station.outputs.ba
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -295,10 +294,24 @@ class HubControl:
         return state, getattr(self.session, "fault", None)
 
 
+def _module(name: str) -> Any:
+    # Spelled out (not importlib) so PyInstaller sees them; imported only when used.
+    if name == "opcua":
+        from app.station.outputs import opcua
+
+        return opcua
+    if name == "modbus":
+        from app.station.outputs import modbus
+
+        return modbus
+    from app.station.outputs import mqtt
+
+    return mqtt
+
+
 def _create(name: str, config: dict[str, Any], settings: Settings, recipe: Recipe) -> Output:
     try:
-        module = importlib.import_module(f"app.station.outputs.{name}")
-        return module.create_output(config, settings=settings, recipe=recipe)  # type: ignore[no-any-return]
+        return _module(name).create_output(config, settings=settings, recipe=recipe)  # type: ignore[no-any-return]
     except (ImportError, AttributeError, ValueError, OSError) as exc:
         log.error("output %s cannot be used: %s", name, exc)
         return _BrokenOutput(name, f"cannot be used: {exc}")

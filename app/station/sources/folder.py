@@ -12,7 +12,7 @@ from pathlib import Path
 from app.station.frame import Frame
 from app.station.sources.base import SourceError, SourceStats
 from app.station.sources.imageio import IMAGE_SUFFIXES, ImageReadError, read_image
-from app.station.sources.spec import Pacer, SourceOptions, record_error
+from app.station.sources.spec import Pacer, SourceOptions, frame_metadata, record_error
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ class FolderSource:
                 "path": str(path),
                 "file": path.name,
                 "read_ms": (time.perf_counter() - t0) * 1000.0,
+                **frame_metadata(self.options),  # the recipe's declared bit depth
             },
         )
         self._next_id += 1

@@ -323,7 +323,14 @@ def convert_component(component: Any) -> tuple[np.ndarray, dict[str, Any]]:
         pixels = rows.reshape(height, width, channels)
         code = _COLOUR[fmt]
         image = np.array(pixels, copy=True) if code is None else cv2.cvtColor(pixels, code)
-    return np.ascontiguousarray(image), {"pixel_format": fmt, "bit_depth": bits}
+    # Mono10/12/14 are shifted into the top of the 16-bit container above, so the frame's
+    # significant range is 16 bits whatever the camera's own depth (kept as camera_bits).
+    depth = 8 if bits == 8 else 16
+    return np.ascontiguousarray(image), {
+        "pixel_format": fmt,
+        "bit_depth": depth,
+        "camera_bits": bits,
+    }
 
 
 def _rows(data: np.ndarray, row_values: int, height: int, fmt: str) -> np.ndarray:

@@ -66,6 +66,7 @@ def test_trigger_coil_runs_a_job_and_the_registers_carry_its_result(plant: Any) 
     hub, output, client = plant
     station = hub.session
     assert coils(client)[mb.READY] and not coils(client)[mb.BUSY]
+    assert output.status().state == "connected"
     assert regs(client)[mb.HR_RECIPE] == hub.control.recipes().index("demo")
     for n, part in enumerate((70001, 70002, 123456789), start=1):
         assert not trigger(client, part).isError()

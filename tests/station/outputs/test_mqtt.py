@@ -36,6 +36,7 @@ class Subscriber:
         self.connected = threading.Event()
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
         c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         c.reconnect_delay_set(1, 1)
         c.connect_async("127.0.0.1", port, keepalive=5)
@@ -45,7 +46,10 @@ class Subscriber:
 
     def _on_connect(self, client: mqtt.Client, *_: Any) -> None:
         client.subscribe(f"{PREFIX}/#", qos=1)
-        time.sleep(0.1)  # let SUBACK land before the test publishes
+
+    def _on_subscribe(self, *_: Any) -> None:
+        # Ready only once the broker has acknowledged the subscription (SUBACK): a message
+        # published before that would not reach this subscriber.
         self.connected.set()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:

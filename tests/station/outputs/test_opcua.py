@@ -77,6 +77,7 @@ def test_a_client_selects_starts_gets_every_result_and_runs_a_job(served: Any) -
             assert recipes == ["demo", "strict"]
             state = await vision.get_child(f"{idx}:State")
             assert await state.read_value() == "Halted"
+            assert hub.statuses()[0].state == "connected"
 
             events = Events()
             sub = await client.create_subscription(20, events)
