@@ -44,7 +44,6 @@ class Station:
         self.bridge = SessionBridge(session)
         self.hub = self._start_outputs(session)
         self.window = self._make_window()
-        self._workers: set[Any] = set()
 
     def _start_outputs(self, session: InspectionSession) -> Any:
         """The recipe's plant outputs (OPC UA, Modbus, MQTT), as in a headless run; None when
@@ -69,7 +68,7 @@ class Station:
         worker.errored.connect(
             lambda exc: self.window.notify_error(f"Cannot open recipe {path}: {exc}")
         )
-        self._keep(worker)
+        worker.start()  # superqt keeps it referenced until it finishes
 
     def _replace_session(self, session: InspectionSession) -> None:
         old_session, old_window = self.session, self.window
@@ -89,7 +88,8 @@ class Station:
         old_window.ask_before_close = False  # replaced, not quit: its session closes below
         old_window.close()
         old_window.deleteLater()
-        self._keep(create_worker(old_session.close, _start_thread=False))
+        # superqt keeps a running worker referenced until it finishes (WorkerBase._worker_set)
+        create_worker(old_session.close, _start_thread=False).start()
 
     def autostart(self) -> bool:
         """Start the line when the recipe says ``autostart`` (the demo does); True if it did."""
@@ -97,11 +97,6 @@ class Station:
             return False
         self.window.start()
         return True
-
-    def _keep(self, worker: Any) -> None:
-        self._workers.add(worker)
-        worker.finished.connect(lambda: self._workers.discard(worker))
-        worker.start()
 
     def close(self) -> None:
         """After the event loop: detach and close the session (joins its threads, flushes)."""

@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from app.station.audit import ACTIONS, AuditCheck, AuditLog, AuditRow
-from app.ui._workers import RunningWorkers
 
 __all__ = ["AuditPanel"]
 
@@ -53,7 +52,6 @@ class AuditPanel(QWidget):
         super().__init__(parent)
         self.audit = audit_log
         self.rows: list[AuditRow] = []
-        self._workers = RunningWorkers()
 
         self.action = QComboBox()
         self.action.setToolTip("Show only this kind of change")
@@ -147,7 +145,7 @@ class AuditPanel(QWidget):
         worker = create_worker(self.audit.verify, _ignore_errors=True)
         worker.returned.connect(self._verified)
         worker.errored.connect(self._verify_failed)
-        self._workers.start(worker)
+        worker.start()  # superqt keeps a running worker referenced (WorkerBase._worker_set)
 
     def _verified(self, check: AuditCheck) -> None:
         self.verify_btn.setEnabled(True)
@@ -182,7 +180,7 @@ class AuditPanel(QWidget):
         worker = create_worker(_export, self.audit, path, _ignore_errors=True)
         worker.returned.connect(self._exported)
         worker.errored.connect(self._export_failed)
-        self._workers.start(worker)
+        worker.start()  # superqt keeps a running worker referenced (WorkerBase._worker_set)
 
     def _exported(self, written: tuple[str, int]) -> None:
         path, n = written

@@ -144,8 +144,9 @@ class ControlsPanel(QWidget):
         super().__init__(parent)
         self.session = session
         self.bridge = bridge
-        self._workers: set[FunctionWorker[Any]] = set()  # start/stop/step/open: buttons wait
-        self._listing: set[FunctionWorker[Any]] = set()  # device listing: nothing else waits
+        # start/stop/step/open in flight: the buttons wait for them (superqt itself keeps the
+        # workers referenced; this counts them)
+        self._in_flight = 0
         self._busy = False
         self._editable = True
         self._camera = source_options(session.recipe).camera
@@ -252,18 +253,18 @@ class ControlsPanel(QWidget):
         if on_done is not None:
             worker.returned.connect(on_done)
         worker.errored.connect(lambda exc: self.error.emit(f"{what}: {exc}"))
-        self._workers.add(worker)  # keep a reference until it has finished
-        worker.finished.connect(lambda: self._finished(worker))
+        self._in_flight += 1
+        worker.finished.connect(self._finished)
         self._busy = True
         self._update_buttons(self.session.running)
         worker.start()
         return worker
 
-    def _finished(self, worker: FunctionWorker[Any]) -> None:
-        self._workers.discard(worker)
+    def _finished(self) -> None:
+        self._in_flight -= 1
         if not isValid(self.start_button):
             return  # the window closed while the worker ran (its result is of no use now)
-        self._busy = bool(self._workers)
+        self._busy = self._in_flight > 0
         self._update_buttons(self.session.running)
         self._show_source()
 
@@ -349,9 +350,7 @@ class ControlsPanel(QWidget):
         worker.returned.connect(self._show_devices)
         worker.errored.connect(lambda exc: self.error.emit(f"Device listing failed: {exc}"))
         worker.finished.connect(lambda: self.refresh_button.setEnabled(True))
-        self._listing.add(worker)  # keep a reference until it has finished
-        worker.finished.connect(lambda: self._listing.discard(worker))
-        worker.start()
+        worker.start()  # superqt keeps it referenced until it finishes
 
     def _show_devices(self, devices: list[Any]) -> None:
         self.devices.clear()

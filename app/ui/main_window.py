@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from superqt.utils import qthrottled
 
 from app.station.inspection import FrameResult, Rules
+from app.station.recent_recipes import RecentRecipes
 from app.station.session import InspectionSession
 from app.station.settings import Settings
 from app.station.stats import SessionStats
@@ -88,6 +89,9 @@ class MainWindow(QMainWindow):
         self.session = session
         self.bridge = bridge
         self.settings = settings
+        self.recent = RecentRecipes(settings.data_dir)
+        if session.recipe_path is not None:
+            self.recent.add(session.recipe_path)
         self.ask_before_close = True  # False for a window replaced by code (new recipe, tests)
         self.view = ViewState()
         self._line = bridge.line_state_now()
@@ -195,12 +199,27 @@ class MainWindow(QMainWindow):
         setattr(self, name, action)
         return action
 
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        paths = self.recent.paths()
+        for path in paths:
+            action = self.recent_menu.addAction(path.name)
+            action.setToolTip(str(path))
+            action.triggered.connect(lambda _=False, p=path: self.recipe_open_requested.emit(p))
+        self.recent_menu.setEnabled(bool(paths))
+
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         self._action(file_menu, "open_recipe_action", "Open recipe…").triggered.connect(
             self.controls.recipe_button.click
         )
+        # Recent recipes: read when the menu opens, so a recipe opened or saved a moment ago
+        # is there (a Qt-free list in the data folder, app/station/recent_recipes.py).
+        self.recent_menu = file_menu.addMenu("Open recent")
+        self.recent_menu.setToolTip("Recipes opened or saved here lately, newest first")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self._fill_recent_menu()
         self._action(file_menu, "save_recipe_action", "Save recipe").triggered.connect(
             self.rules_panel.save  # type: ignore[attr-defined]
         )

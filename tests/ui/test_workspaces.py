@@ -61,3 +61,19 @@ def test_history_holds_the_audit_trail_and_run_screen_the_plc_lamp(make_main_win
     assert window.plc_lamp.text() == "● no PLC"  # the test recipe has no [outputs]
     window.show_workspace("integration")
     assert window.integration_panel.isVisible()
+
+
+def test_open_recent_lists_the_recipes_opened_here(make_main_window: Any, tmp_path: Any) -> None:
+    window = make_main_window(unlocked=True)
+    other = tmp_path / "other.toml"
+    other.write_text('name = "x"\nmodel = "m.onnx"\n')
+    window.recent.add(other)
+    window._fill_recent_menu()
+    actions = window.recent_menu.actions()
+    assert [a.text() for a in actions][:1] == ["other.toml"]  # newest first
+    assert window.session.recipe_path is not None
+    assert window.session.recipe_path.name in [a.text() for a in actions]
+    got: list[Any] = []
+    window.recipe_open_requested.connect(got.append)
+    actions[0].trigger()
+    assert got == [other]
