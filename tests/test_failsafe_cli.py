@@ -96,6 +96,16 @@ def parse(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return frames, summary
 
 
+def run_folder(
+    env: dict[str, str], folder: Path, model: Path, db: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """``run --headless`` over ``folder`` with ``model`` into ``db``."""
+    return run_cli(
+        env, "run", "--headless", "--source", f"folder:{folder}", "--model", str(model),
+        "--db", str(db), *extra,
+    )  # fmt: skip
+
+
 def db_rows(db: Path) -> list[tuple[str, str | None]]:
     with sqlite3.connect(db) as conn:
         return conn.execute("SELECT verdict, error FROM inspections ORDER BY id").fetchall()
@@ -105,11 +115,8 @@ def test_a_model_that_is_nan_everywhere_is_refused_at_load(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     folder = frames_dir(tmp_path / "frames", 2)
-    proc = run_cli(
-        env, "run", "--headless", "--source", f"folder:{folder}",
-        "--model", str(nan_model(tmp_path / "nan.onnx", always=True)),
-        "--db", str(tmp_path / "r.db"),
-    )  # fmt: skip
+    model = nan_model(tmp_path / "nan.onnx", always=True)
+    proc = run_folder(env, folder, model, tmp_path / "r.db")
     assert proc.returncode == 2
     assert "not finite" in proc.stderr and proc.stdout == ""
 
@@ -119,10 +126,7 @@ def test_a_nan_model_never_passes_and_faults_the_station(
 ) -> None:
     folder = frames_dir(tmp_path / "frames", 12, defective_every=1)  # all have bright pixels
     db = tmp_path / "r.db"
-    proc = run_cli(
-        env, "run", "--headless", "--source", f"folder:{folder}",
-        "--model", str(nan_model(tmp_path / "nan.onnx")), "--db", str(db),
-    )  # fmt: skip
+    proc = run_folder(env, folder, nan_model(tmp_path / "nan.onnx"), db)
     assert proc.returncode == 4, proc.stderr[-2000:]
     frames, summary = parse(proc.stdout)
     assert summary["pass"] == 0 and summary["ng"] == 0
@@ -140,10 +144,7 @@ def test_unreadable_files_are_error_rows_with_file_and_reason(
     (folder / "003b_truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
     (folder / "000a_empty.png").write_bytes(b"")
     db = tmp_path / "r.db"
-    proc = run_cli(
-        env, "run", "--headless", "--source", f"folder:{folder}",
-        "--model", str(make_model(tmp_path / "m.onnx")), "--db", str(db),
-    )  # fmt: skip
+    proc = run_folder(env, folder, make_model(tmp_path / "m.onnx"), db)
     assert proc.returncode == 0, proc.stderr[-2000:]
     frames, summary = parse(proc.stdout)
     assert summary["acquired"] == 8 and summary["error"] == 2 and summary["dropped"] == 0
@@ -162,10 +163,7 @@ def test_a_folder_of_only_unreadable_files_is_all_error(
     folder.mkdir()
     for i in range(3):
         (folder / f"{i}.png").write_bytes(b"garbage")
-    proc = run_cli(
-        env, "run", "--headless", "--source", f"folder:{folder}",
-        "--model", str(make_model(tmp_path / "m.onnx")), "--db", str(tmp_path / "r.db"),
-    )  # fmt: skip
+    proc = run_folder(env, folder, make_model(tmp_path / "m.onnx"), tmp_path / "r.db")
     frames, summary = parse(proc.stdout)
     assert [f["verdict"] for f in frames] == ["ERROR"] * 3
     assert summary["pass"] == 0
@@ -202,10 +200,7 @@ def test_a_non_utf8_folder_is_judged_and_stored_losslessly(
     folder = Path(os.fsdecode(root))
     frames_dir(folder, 4)
     db = tmp_path / "r.db"
-    proc = run_cli(
-        env, "run", "--headless", "--source", f"folder:{folder}",
-        "--model", str(make_model(tmp_path / "m.onnx")), "--db", str(db),
-    )  # fmt: skip
+    proc = run_folder(env, folder, make_model(tmp_path / "m.onnx"), db)
     assert proc.returncode == 0, proc.stderr[-2000:]
     frames, summary = parse(proc.stdout)
     assert summary["judged"] == 4 and summary["stored"] == 4 and summary["lost"] == 0

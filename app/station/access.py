@@ -29,12 +29,10 @@ import hashlib
 import hmac
 import logging
 import math
-import os
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 __all__ = [
     "EngineerAccess",
@@ -168,7 +166,7 @@ class EngineerAccess:
         ``Settings.engineer_pin``: an scrypt record, ``""`` for no PIN set, or (settings built in
         code, e.g. by tests) a clear-text PIN, which is hashed here and never kept.
     persist
-        Called with the new record when a PIN is set; typically :func:`save_pin_record` bound to
+        Called with the new record when a PIN is set; typically :func:`app.station.settings.save_pin_record` bound to
         the settings file. None = the PIN lasts for this process only.
     on_event
         ``(kind, message)`` for failed logins (``"alarm"``) and successes / PIN changes
@@ -284,13 +282,3 @@ class EngineerAccess:
 
 def _seconds(s: float) -> str:
     return f"{max(1, math.ceil(s))} s"
-
-
-def save_pin_record(path: str | os.PathLike[str], record: str) -> Path:
-    """Write ``record`` as ``engineer_pin_hash`` into the settings file ``path`` (0600).
-
-    Other keys in the file are kept; a clear-text ``engineer_pin`` key is removed.
-    """
-    from app.station.settings import update_settings_file
-
-    return update_settings_file(path, {"engineer_pin_hash": record}, remove=("engineer_pin",))

@@ -241,7 +241,11 @@ def _from_dict(data: dict[str, Any], where: str, environ: Mapping[str, str] | No
                 d, "min_free_mb", float, where, default=200.0, check=(lambda v: v >= 0, ">= 0")
             ),
             archive_min_free_mb=take(
-                d, "archive_min_free_mb", float, where, default=1000.0,
+                d,
+                "archive_min_free_mb",
+                float,
+                where,
+                default=1000.0,
                 check=(lambda v: v >= 0, ">= 0"),
             ),  # fmt: skip
         )
@@ -420,3 +424,11 @@ def save_settings(settings: Settings, path: str | os.PathLike[str]) -> Path:
     if mqtt:
         data["mqtt"] = mqtt
     return _write_private(path, tomli_w.dumps(data))
+
+
+def save_pin_record(path: str | os.PathLike[str], record: str) -> Path:
+    """Write ``record`` as ``engineer_pin_hash`` into the settings file ``path`` (0600).
+
+    Other keys in the file are kept; a clear-text ``engineer_pin`` key is removed.
+    """
+    return update_settings_file(path, {"engineer_pin_hash": record}, remove=("engineer_pin",))

@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.station.access import EngineerAccess, LoginResult, save_pin_record
-from app.station.settings import Settings, default_settings_path
+from app.station.access import EngineerAccess, LoginResult
+from app.station.settings import Settings, default_settings_path, save_pin_record
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,9 @@ from app.station.access import (
     hash_pin,
     is_pin_hash,
     pin_problem,
-    save_pin_record,
     verify_pin,
 )
-from app.station.settings import Settings, load_settings, save_settings
+from app.station.settings import Settings, load_settings, save_pin_record, save_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

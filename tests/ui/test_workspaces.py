@@ -77,3 +77,18 @@ def test_open_recent_lists_the_recipes_opened_here(make_main_window: Any, tmp_pa
     window.recipe_open_requested.connect(got.append)
     actions[0].trigger()
     assert got == [other]
+
+
+def test_logins_failed_pins_and_logouts_go_to_the_audit_trail(make_main_window: Any) -> None:
+    window = make_main_window()
+    assert not window.lock.unlock("0000")  # wrong PIN
+    assert window.lock.unlock("1234")
+    assert window.session.actor == ("engineer", None)
+    window.lock.lock()
+    assert window.session.actor == ("operator", None)
+    audit = window.session.audit
+    assert audit is not None
+    rows = audit.rows(limit=20)
+    actions = [r.action for r in sorted(rows, key=lambda r: r.id)]
+    assert actions[-3:] == ["login.failed", "login", "logout"]
+    assert audit.verify().ok

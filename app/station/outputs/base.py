@@ -11,7 +11,7 @@ recipe) -> Output``. ``config`` is ``recipe.outputs[NAME]`` (the keys validated 
 in when the section has none. A ``create_output`` that raises ``ValueError``/``OSError`` leaves
 that output in state "error" with the message; the others still run.
 
-A result record is the CLI's JSON line (``app.station.headless.result_record``) plus
+A result record is the CLI's JSON line (``app.station.records.result_record``) plus
 ``result_id`` (int, counts up from 1 for the hub's lifetime), ``timestamp`` (acquisition time,
 epoch seconds) and, for a triggered job,
 ``part_id``, ``job_id``, ``late``, ``latency_ms`` and ``deadline_ms``.

@@ -160,7 +160,7 @@ class OutputHub:
 
     def _on_event(self, event: str, payload: Any) -> None:
         if event == "result":
-            from app.station.headless import result_record
+            from app.station.records import result_record
 
             fields = self.jobs.claim(payload)
             record = result_record(payload)

@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from app.station.outputs.base import JobBusy, OutputStatus, StationControl
+from app.station.outputs._async_server import AsyncServerOutput
+from app.station.outputs.base import JobBusy, OutputState
 
 if TYPE_CHECKING:
     from app.station.recipe import Recipe
@@ -50,7 +48,6 @@ STATE_CODES = {"stopped": 0, "running": 1, "fault": 2}
 # those), so the access hook tells the station's own writes from a PLC's.
 _OWN_COILS, _OWN_REGS = 1, 3
 _PLC_COIL_WRITES, _PLC_REG_WRITES = (5, 15), (6, 16)
-QUEUE_MAX = 10_000
 
 
 def create_output(config: dict[str, Any], *, settings: Settings, recipe: Recipe) -> ModbusOutput:
@@ -77,124 +74,43 @@ def _part_number(part_id: Any) -> int:
     return int(text) if text.isdigit() and int(text) < 2**32 else 0
 
 
-class ModbusOutput:
+class ModbusOutput(AsyncServerOutput):
     """The Modbus TCP server output (see the module docstring for the map)."""
 
     name = "modbus"
+    label = "modbus"
+    stop_timeout_s = 5.0
+    _log = log
 
     def __init__(
         self, host: str, port: int, *, unit_id: int = 0, deadline_s: float | None = None
     ) -> None:
+        super().__init__(deadline_s=deadline_s)
         self.host, self.port, self.unit_id = host, port, unit_id
-        self.deadline_s = deadline_s
-        self._control: StationControl | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._server: ModbusTcpServer | None = None
-        self._queue: asyncio.Queue[tuple[str, Any]] | None = None
-        self._thread: threading.Thread | None = None
-        self._started = threading.Event()
-        self._error: str | None = None
         self._busy = False
         self._clients = 0
-        self.sent = 0
-        self.dropped = 0
-        self.busy_rejected = 0
-        self.late = 0
-        self._state: tuple[str, str | None] = ("stopped", None)
-        self._last: deque[str] = deque(maxlen=10)
-        # (user, command, detail) of a PLC's recipe selection: the audit trail (no user in Modbus)
-        self.on_command: Callable[[str | None, str, dict[str, Any]], None] | None = None
 
-    # -- Output ------------------------------------------------------------------------------
+    # -- AsyncServerOutput -------------------------------------------------------------------
 
-    def start(self, control: StationControl) -> None:
-        self._control = control
-        self._thread = threading.Thread(target=self._run, name="modbus-server", daemon=True)
-        self._thread.start()
-        if not self._started.wait(10.0):
-            self._error = self._error or "server did not start within 10 s"
-        if self._error:
-            log.error("modbus %s:%d: %s", self.host, self.port, self._error)
-        else:
-            log.info("Modbus TCP server on %s:%d (unit id %d)", self.host, self.port, self.unit_id)
+    def _where(self) -> str:
+        return f"{self.host}:{self.port}"
 
-    def publish(self, record: dict[str, Any]) -> None:
-        self._put(("result", record))
+    def _log_started(self) -> None:
+        log.info("Modbus TCP server on %s:%d (unit id %d)", self.host, self.port, self.unit_id)
 
-    def state_changed(self, state: str, fault: str | None) -> None:
-        self._state = (state, fault)
-        self._put(("state", (state, fault)))
+    def _state_detail(self) -> tuple[OutputState, str]:
+        if self._clients:
+            return "connected", f"{self._clients} PLC(s) on {self.host}:{self.port}"
+        return super()._state_detail()
 
     def alarm(self, message: str) -> None:
-        self._last.append(f"alarm: {message}")
-        self._put(("alarm", message))
+        super().alarm(message)
+        self._put(("alarm", message))  # the PLC sees it: the alarm coil latches
 
-    def status(self) -> OutputStatus:
-        if self._error:
-            state, detail = "error", self._error
-        elif self._clients:
-            state, detail = "connected", f"{self._clients} PLC(s) on {self.host}:{self.port}"
-        elif self._started.is_set():
-            state, detail = "listening", f"{self.host}:{self.port}"
-        else:
-            state, detail = "off", ""
-        queued = self._queue.qsize() if self._queue is not None else 0
-        return OutputStatus(
-            self.name, state, detail, queued, self.sent, self.dropped, tuple(self._last)
-        )
-
-    def close(self) -> None:
-        loop, server = self._loop, self._server
-        if loop is not None and loop.is_running():
-            if server is not None:
-                fut = asyncio.run_coroutine_threadsafe(server.shutdown(), loop)
-                try:
-                    fut.result(5.0)
-                except Exception:  # noqa: BLE001 - closing anyway
-                    log.exception("modbus server shutdown failed")
-            loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
-
-    # -- the server's thread -------------------------------------------------------------------
-
-    def _put(self, item: tuple[str, Any]) -> None:
-        loop, queue = self._loop, self._queue
-        if loop is None or queue is None or not loop.is_running():
-            self.dropped += item[0] == "result"
-            return
-
-        def put() -> None:
-            if queue.qsize() >= QUEUE_MAX:
-                self.dropped += 1
-                return
-            queue.put_nowait(item)
-
-        try:
-            loop.call_soon_threadsafe(put)
-        except RuntimeError:  # the loop closed meanwhile
-            self.dropped += item[0] == "result"
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._serve())
-        except Exception as exc:  # noqa: BLE001 - shown on the Integration page
-            self._error = f"cannot serve on {self.host}:{self.port}: {exc}"
-            self._started.set()
-            loop.close()
-            return
-        self._loop = loop
-        self._started.set()
-        try:
-            loop.run_forever()
-        finally:
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.close()
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            await self._server.shutdown()
 
     async def _serve(self) -> None:
         device = SimDevice(
@@ -211,8 +127,6 @@ class ModbusOutput:
             device, address=(self.host, self.port), trace_connect=self._on_connect
         )
         await self._server.serve_forever(background=True)
-        self._queue = asyncio.Queue()
-        asyncio.get_running_loop().create_task(self._consume())
         await self._write_recipe_index()
         await self._set_coils({READY: True})
 
@@ -233,21 +147,13 @@ class ModbusOutput:
         assert self._server is not None
         return [int(v) for v in await self._server.async_getValues(self.unit_id, 3, address, count)]
 
-    async def _consume(self) -> None:
-        assert self._queue is not None
-        while True:
-            kind, payload = await self._queue.get()
-            try:
-                if kind == "result":
-                    await self._apply_result(payload)
-                elif kind == "state":
-                    await self._apply_state(*payload)
-                elif kind == "alarm":
-                    await self._set_coils({ALARM: True})
-            except Exception:  # noqa: BLE001 - keep serving the next items
-                log.exception("modbus: applying %s failed", kind)
-            finally:
-                self._queue.task_done()
+    async def _apply(self, kind: str, payload: Any) -> None:
+        if kind == "result":
+            await self._apply_result(payload)
+        elif kind == "state":
+            await self._apply_state(*payload)
+        elif kind == "alarm":
+            await self._set_coils({ALARM: True})
 
     async def _apply_result(self, record: dict[str, Any]) -> None:
         verdict = str(record.get("verdict", "ERROR"))
