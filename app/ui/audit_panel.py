@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QTimer, Signal
-from PySide6.QtGui import QShowEvent
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from app.station.audit import ACTIONS, AuditCheck, AuditLog, AuditRow
+from app.ui._visible_refresh import RefreshWhileVisible
 
 __all__ = ["AuditPanel"]
 
@@ -98,17 +98,7 @@ class AuditPanel(QWidget):
         lay.addWidget(self.status)
 
         # New entries come from the session and from other processes: re-read while visible.
-        self._timer = QTimer(self, interval=5000)
-        self._timer.timeout.connect(self._tick)
-        self._timer.start()
-        self.refresh()
-
-    def _tick(self) -> None:
-        if self.isVisible():
-            self.refresh()
-
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
-        super().showEvent(event)
+        self._poll = RefreshWhileVisible(self, self.refresh, interval_ms=5000)
         self.refresh()
 
     def refresh(self) -> None:

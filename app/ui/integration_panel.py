@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QShowEvent
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.station.outputs.base import OutputStatus
+from app.ui._visible_refresh import RefreshWhileVisible
 
 __all__ = ["IntegrationPanel", "PlcIndicator", "StatusSource", "plc_summary"]
 
@@ -90,17 +91,7 @@ class IntegrationPanel(QWidget):
         lay.addWidget(QLabel("Last messages"))
         lay.addWidget(self.messages, 1)
 
-        self._timer = QTimer(self, interval=interval_ms)
-        self._timer.timeout.connect(self._tick)
-        self._timer.start()
-        self.refresh()
-
-    def _tick(self) -> None:
-        if self.isVisible():
-            self.refresh()
-
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
-        super().showEvent(event)
+        self._poll = RefreshWhileVisible(self, self.refresh, interval_ms)
         self.refresh()
 
     def refresh(self) -> None:

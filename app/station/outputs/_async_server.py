@@ -102,7 +102,10 @@ class AsyncServerOutput(ABC):
         self._last.append(f"alarm: {message}")
 
     def status(self) -> OutputStatus:
-        state, detail = ("error", self._error) if self._error else self._state_detail()
+        state: OutputState = "error"
+        detail = self._error or ""
+        if not self._error:
+            state, detail = self._state_detail()
         queued = self._queue.qsize() if self._queue is not None else 0
         return OutputStatus(
             self.name, state, detail, queued, self.sent, self.dropped, tuple(self._last)

@@ -24,8 +24,7 @@ import contextvars
 import functools
 import json
 import logging
-import threading
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +35,8 @@ from asyncua.common.methods import uamethod
 from asyncua.crypto.permission_rules import USER_TYPES, PermissionRuleset, User, UserRole
 
 from app.station.access import PinError, verify_pin
-from app.station.outputs.base import JobBusy, OutputStatus, StationControl
+from app.station.outputs._async_server import AsyncServerOutput
+from app.station.outputs.base import JobBusy, OutputState
 
 if TYPE_CHECKING:
     from asyncua.common.node import Node
@@ -51,14 +51,12 @@ logging.getLogger("asyncua").setLevel(logging.WARNING)
 
 NAMESPACE = "urn:inspection-station:machine-vision"
 STATES = {"stopped": "Halted", "running": "Operational", "fault": "Error"}
-QUEUE_MAX = 10_000
 _WRITE = ua.NodeId(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary)
 _CALL = ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary)
 _V = ua.VariantType
 # The user of the request being served: set by the permission check, read by the methods (both
 # run in the task that serves the request), so a PLC command is audited with who sent it.
 _CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("opcua_caller", default=None)
-CommandHook = Callable[[str | None, str, dict[str, Any]], None]
 # LastResult variables and ResultReady event fields: name -> (type, record -> value)
 _RESULT_FIELDS: dict[str, _V] = {
     "ResultId": _V.String,
@@ -174,10 +172,13 @@ class _ReadOnlyForAnonymous(PermissionRuleset):
         return action_type_id in self._allowed.get(role, set())
 
 
-class OpcuaOutput:
+class OpcuaOutput(AsyncServerOutput):
     """The OPC UA server output (see the module docstring)."""
 
     name = "opcua"
+    label = "OPC UA"
+    start_timeout_s = 20.0
+    _log = log
 
     def __init__(
         self,
@@ -188,77 +189,33 @@ class OpcuaOutput:
         private_key: Path | None = None,
         deadline_s: float | None = None,
     ) -> None:
+        super().__init__(deadline_s=deadline_s)
         self.endpoint = endpoint
         self._users = dict(users or {})
         self._certificate, self._private_key = certificate, private_key
-        self.deadline_s = deadline_s
-        self._control: StationControl | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
-        self._queue: asyncio.Queue[tuple[str, Any]] | None = None
-        self._thread: threading.Thread | None = None
-        self._started = threading.Event()
-        self._error: str | None = None
         self._nodes: dict[str, Node] = {}
         self._event: Any = None
-        self.sent = 0
-        self.dropped = 0
-        self.busy_rejected = 0
-        self.late = 0
-        self._last: deque[str] = deque(maxlen=10)
-        self.on_command: CommandHook | None = None  # (user, command, detail): the audit trail
 
-    # -- Output ------------------------------------------------------------------------------
+    # -- AsyncServerOutput -------------------------------------------------------------------
 
-    def start(self, control: StationControl) -> None:
-        self._control = control
-        self._thread = threading.Thread(target=self._run, name="opcua-server", daemon=True)
-        self._thread.start()
-        if not self._started.wait(20.0):
-            self._error = self._error or "server did not start within 20 s"
-        if self._error:
-            log.error("OPC UA %s: %s", self.endpoint, self._error)
-        else:
-            security = "Basic256Sha256 Sign&Encrypt + None" if self._certificate else "None"
-            users = ", ".join(sorted(self._users)) or "none: read-only"
-            log.info("OPC UA server on %s (security %s; users %s)", self.endpoint, security, users)
+    def _where(self) -> str:
+        return self.endpoint
 
-    def publish(self, record: dict[str, Any]) -> None:
-        self._put(("result", record))
+    def _log_started(self) -> None:
+        security = "Basic256Sha256 Sign&Encrypt + None" if self._certificate else "None"
+        users = ", ".join(sorted(self._users)) or "none: read-only"
+        log.info("OPC UA server on %s (security %s; users %s)", self.endpoint, security, users)
 
-    def state_changed(self, state: str, fault: str | None) -> None:
-        self._put(("state", (state, fault)))
+    def _state_detail(self) -> tuple[OutputState, str]:
+        sessions = self._session_count() if self._started.is_set() else 0
+        if sessions:
+            return "connected", f"{self.endpoint}, {sessions} client(s)"
+        return super()._state_detail()
 
-    def alarm(self, message: str) -> None:
-        self._last.append(f"alarm: {message}")
-
-    def status(self) -> OutputStatus:
-        if self._error:
-            state, detail = "error", self._error
-        elif self._started.is_set():
-            sessions = self._session_count()
-            state = "connected" if sessions else "listening"
-            detail = f"{self.endpoint}" + (f", {sessions} client(s)" if sessions else "")
-        else:
-            state, detail = "off", ""
-        queued = self._queue.qsize() if self._queue is not None else 0
-        return OutputStatus(
-            self.name, state, detail, queued, self.sent, self.dropped, tuple(self._last)
-        )
-
-    def close(self) -> None:
-        loop, server = self._loop, self._server
-        if loop is not None and loop.is_running():
-            if server is not None:
-                fut = asyncio.run_coroutine_threadsafe(server.stop(), loop)
-                try:
-                    fut.result(10.0)
-                except Exception:  # noqa: BLE001 - closing anyway
-                    log.exception("OPC UA server stop failed")
-            loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(10.0)
-            self._thread = None
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
 
     def _session_count(self) -> int:
         server = self._server
@@ -266,46 +223,6 @@ class OpcuaOutput:
             return 0
         bserver = getattr(server, "bserver", None)
         return len(getattr(bserver, "clients", []) or [])
-
-    # -- the server's thread -------------------------------------------------------------------
-
-    def _put(self, item: tuple[str, Any]) -> None:
-        loop, queue = self._loop, self._queue
-        if loop is None or queue is None or not loop.is_running():
-            self.dropped += item[0] == "result"
-            return
-
-        def put() -> None:
-            if queue.qsize() >= QUEUE_MAX:
-                self.dropped += 1
-                return
-            queue.put_nowait(item)
-
-        try:
-            loop.call_soon_threadsafe(put)
-        except RuntimeError:
-            self.dropped += item[0] == "result"
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._serve())
-        except Exception as exc:  # noqa: BLE001 - shown on the Integration page
-            log.exception("OPC UA server failed to start")
-            self._error = f"cannot serve {self.endpoint}: {exc}"
-            self._started.set()
-            loop.close()
-            return
-        self._loop = loop
-        self._started.set()
-        try:
-            loop.run_forever()
-        finally:
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.close()
 
     async def _serve(self) -> None:
         server = Server(user_manager=_Users(self._users))  # type: ignore[arg-type]
@@ -328,8 +245,6 @@ class OpcuaOutput:
         await self._build(server, idx)
         await server.start()
         self._server = server
-        self._queue = asyncio.Queue()
-        asyncio.get_running_loop().create_task(self._consume())
 
     async def _build(self, server: Server, idx: int) -> None:
         control = self._control
@@ -384,24 +299,16 @@ class OpcuaOutput:
         for name, vtype in _COUNTERS.items():
             await self._write(f"Counters.{name}", values[name], vtype)
 
-    async def _consume(self) -> None:
-        assert self._queue is not None
-        while True:
-            kind, payload = await self._queue.get()
-            try:
-                if kind == "result":
-                    await self._apply_result(payload)
-                elif kind == "state":
-                    state, fault = payload
-                    await self._write("State", STATES.get(state, "Error"), _V.String)
-                    await self._write("Fault", fault or "", _V.String)
-                elif kind == "recipe":
-                    assert self._control is not None
-                    await self._write("SelectedRecipe", self._control.selected_recipe(), _V.String)
-            except Exception:  # noqa: BLE001 - keep serving the next items
-                log.exception("OPC UA: applying %s failed", kind)
-            finally:
-                self._queue.task_done()
+    async def _apply(self, kind: str, payload: Any) -> None:
+        if kind == "result":
+            await self._apply_result(payload)
+        elif kind == "state":
+            state, fault = payload
+            await self._write("State", STATES.get(state, "Error"), _V.String)
+            await self._write("Fault", fault or "", _V.String)
+        elif kind == "recipe":
+            assert self._control is not None
+            await self._write("SelectedRecipe", self._control.selected_recipe(), _V.String)
 
     async def _apply_result(self, record: dict[str, Any]) -> None:
         values = result_values(record)
