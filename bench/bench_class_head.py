@@ -36,6 +36,7 @@ def run_one(data: Path, out: Path, head: str, args: argparse.Namespace, seed: in
         image_size=args.size, base_filters=args.filters, batch_size=8, seed=seed,
         class_head="softmax" if head == "binary" else head, patience=args.epochs,
         progress="none", classes="1" if head == "binary" else "auto", export=False,
+        learning_rate=args.lr,
     )  # fmt: skip
     summary = train(cfg, Progress("none"))
     # Exported with a looser agreement check than training's default: this compares heads, and
@@ -53,6 +54,7 @@ def run_one(data: Path, out: Path, head: str, args: argparse.Namespace, seed: in
     return {
         "head": head,
         "seed": seed,
+        "lr": args.lr,
         "ap": report["ap"],
         "defect_dice": report["pixel"]["dice"],
         "mean_class_dice": sum(dices) / len(dices) if dices else float("nan"),
@@ -78,6 +80,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--heads", nargs="+", default=["softmax", "sigmoid"], help="and/or binary")
     p.add_argument("--tolerance", type=float, default=1e-2, help="export agreement check")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     args = p.parse_args()
     from training.data.synthetic import generate
 
@@ -99,14 +102,14 @@ def main() -> None:
         f"{args.epochs} epochs x {args.steps} steps of 8 crops; test split, station code path. "
         "`python -m bench.bench_class_head`",
         "",
-        "| head | seed | image AP | defect Dice | mean class Dice | class accuracy (found) | "
+        "| head | seed | lr | image AP | defect Dice | mean class Dice | class accuracy (found) | "
         "found / missed | ONNX vs Keras max diff (defect / class) | s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cls_diff = "-" if r["export_class_diff"] is None else f"{r['export_class_diff']:.2g}"
         lines.append(
-            f"| {r['head']} | {r['seed']} | {r['ap']:.3f} | {r['defect_dice']:.3f} | "
+            f"| {r['head']} | {r['seed']} | {r['lr']:g} | {r['ap']:.3f} | {r['defect_dice']:.3f} | "
             f"{r['mean_class_dice']:.3f} | {r['class_accuracy']:.3f} | "
             f"{r['found']} / {r['missed']} | {r['export_diff']:.2g} / {cls_diff} | "
             f"{r['seconds']} |"

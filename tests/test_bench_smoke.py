@@ -30,11 +30,13 @@ def test_cli_lists_subcommands_and_refuses_unknown(capsys: pytest.CaptureFixture
 
 
 def test_machine_marks_loaded_runs_preliminary() -> None:
-    m = Machine("python -m bench x", load={"start": 0.5, "end": 3.1, "max": 3.1})
-    assert m.preliminary
-    assert "Preliminary" in "\n".join(m.header("t"))
-    idle = Machine("python -m bench x", load={"start": 0.2, "end": 0.4, "max": 0.4})
-    assert not idle.preliminary
+    busy = Machine("python -m bench x", load={"start": 2.5, "end": 3.1, "max": 3.1})
+    assert busy.preliminary
+    assert "Preliminary" in "\n".join(busy.header("t"))
+    crowded = Machine("python -m bench x", cores=2, load={"start": 0.5, "end": 3.0, "max": 4.5})
+    assert crowded.preliminary  # more than the benchmark's own 2 threads on top of 2
+    idle = Machine("python -m bench x", cores=2, load={"start": 0.2, "end": 2.1, "max": 2.4})
+    assert not idle.preliminary  # the benchmark's own threads alone
     assert "Preliminary" not in "\n".join(idle.header("t"))
 
 

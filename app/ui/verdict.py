@@ -138,7 +138,8 @@ class VerdictPanel(QWidget):
         v["passed"].setText(str(s.passed))
         v["ng"].setText(str(s.ng))
         v["errors"].setText(str(errors))
-        v["yield"].setText(f"{s.yield_pct:.1f} %" if s.judged else "—")
+        # PASS over every result: frames answered ERROR count against the yield, not around it
+        v["yield"].setText(f"{s.yield_pct:.1f} %" if s.judged + s.errors else "—")
         v["fps"].setText(f"{s.fps:.1f} fps")
         v["dropped"].setText(str(s.dropped))
         latency = dict(s.latency_ms)

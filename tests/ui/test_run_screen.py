@@ -147,6 +147,16 @@ def test_counters_are_big_enough_to_read_from_two_metres(qtbot: Any, make_main_w
     assert "folder:" in strip.source.text() and strip.state.text().strip() == "STOPPED"
 
 
+def test_a_run_of_only_error_frames_shows_zero_yield(qtbot: Any, make_main_window: Any) -> None:
+    from app.station.stats import SessionStats
+
+    panel = make_main_window().verdict_panel
+    panel.show_stats(SessionStats(judged=0, passed=0, ng=0, errors=8, acquired=8, yield_pct=0.0))
+    assert panel._values["yield"].text() == "0.0 %"  # not "—": nothing inspected passed
+    panel.show_stats(SessionStats())
+    assert panel._values["yield"].text() == "—"
+
+
 def test_unreadable_frame_shows_its_reason(qtbot: Any, make_main_window: Any) -> None:
     window = make_main_window()
     frame = Frame.unreadable(3, 0.0, "folder:x", "cannot decode bad.png", {"file": "bad.png"})
