@@ -144,7 +144,9 @@ class OnnxRuntimeEngine:
         if not self.path.is_file():
             raise ModelLoadError(f"{self.path}: model file not found")
         try:
-            options = session_options or ort_session_options(threads)
+            options = (
+                session_options if session_options is not None else ort_session_options(threads)
+            )
         except ValueError as exc:
             raise ModelLoadError(f"{self.path}: {exc}") from None
         chosen = list(providers) if providers else default_providers(ort)

@@ -27,7 +27,7 @@ from app.station._health import ModelHealth, output_fault
 from app.station.frame import Frame
 from app.station.inspection import FrameResult, Inspection, Rules, error_inspection
 from app.station.stats import LatencyWindow, RateMeter
-from engines.predict import predict_maps
+from engines.predict import predict_class_maps
 from engines.protocol import Engine
 
 log = logging.getLogger("app.station.pipeline")
@@ -88,17 +88,16 @@ class JudgingMixin:
                         readable.append(i)
                 else:
                     readable.append(i)
-            probs: list[NDArray[np.float32]] = []
+            maps: list[tuple[NDArray[np.float32], NDArray[np.float32] | None]] = []
             infer_ms = 0.0
             if readable:
                 try:
                     frames = [batch[i].frame for i in readable]
-                    probs = list(
-                        predict_maps(
-                            engine,
-                            [f.image for f in frames],
-                            bit_depths=[f.metadata.get("bit_depth") for f in frames],
-                        )
+                    # (defect map, class map or None for a one-class model) per frame
+                    maps = predict_class_maps(
+                        engine,
+                        [f.image for f in frames],
+                        bit_depths=[f.metadata.get("bit_depth") for f in frames],
                     )
                 except Exception as exc:  # noqa: BLE001 - one bad batch must not end the run
                     with self._lock:
@@ -108,13 +107,15 @@ class JudgingMixin:
                         results[i] = self._model_fault(batch[i], f"inference failed: {exc}")
                     readable = []
                 infer_ms = (time.perf_counter() - t_taken) * 1000.0
-            for i, prob in zip(readable, probs, strict=True):
+            for i, (prob, classes) in zip(readable, maps, strict=True):
                 fault = output_fault(prob)
+                if fault is None and classes is not None:
+                    fault = output_fault(classes)
                 if fault is not None:
                     results[i] = self._model_fault(batch[i], fault, model_id)
                     continue
                 self._health.ok()
-                results[i] = self._judge_one(batch[i], prob, t_taken, infer_ms, model_id)
+                results[i] = self._judge_one(batch[i], prob, classes, t_taken, infer_ms, model_id)
             out = [r for r in results if r is not None]
             if out and drops:
                 out[0] = replace(out[0], dropped_before=drops)
@@ -176,15 +177,25 @@ class JudgingMixin:
         self,
         q: Queued,
         prob: NDArray[np.float32],
+        classes: NDArray[np.float32] | None,
         t_taken: float,
         infer_ms: float,
         model_id: str,
     ) -> FrameResult:
         prob = np.asarray(prob, dtype=np.float32)
         prob.flags.writeable = False  # kept for re-judging and shared across threads
+        extra: dict[str, object] = {}
+        if classes is not None:
+            # Kept as uint8 (255 = 1) for re-judging: a quarter of the float map's memory.
+            class_prob = (np.clip(classes, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+            class_prob.flags.writeable = False
+            extra["class_prob"] = class_prob
         t0 = time.perf_counter()
         try:
-            inspection = self._judge(q.frame, prob)
+            if classes is None:
+                inspection = self._judge(q.frame, prob)
+            else:
+                inspection = self._judge(q.frame, prob, extra["class_prob"])  # type: ignore[call-arg]  # the session's judge takes the class map
         except Exception as exc:  # noqa: BLE001
             with self._lock:
                 self._judge_errors += 1
@@ -199,10 +210,10 @@ class JudgingMixin:
         }
         timings["total"] = sum(timings.values())
         timings = {k: round(v, 3) for k, v in timings.items()}
-        extra = {k: v for k, v in inspection.timings_ms.items() if k not in timings}
-        inspection = replace(inspection, model_id=model_id, timings_ms={**timings, **extra})
+        stages = {k: v for k, v in inspection.timings_ms.items() if k not in timings}
+        inspection = replace(inspection, model_id=model_id, timings_ms={**timings, **stages})
         self._latency.add(timings)
         self._rate.add()
         with self._lock:
             self._judged += 1
-        return FrameResult(frame=q.frame, prob=prob, inspection=inspection)
+        return FrameResult(frame=q.frame, prob=prob, inspection=inspection, extra=extra)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from app.station._session_parts import KeptResults
     from app.station.audit import AuditLog
     from app.station.recipe import Recipe
+    from engines.card import ModelCard
 
 log = logging.getLogger("app.station.session")
 
@@ -41,6 +42,8 @@ class RulesAuditMixin:
     if TYPE_CHECKING:  # provided by the session
 
         def _emit(self, event: Any, payload: Any) -> None: ...
+        @property
+        def model_card(self) -> ModelCard: ...
 
     def audit_record(self, action: str, **fields: Any) -> None:
         """Append to the audit trail as the current actor (``role=``/``user=`` override it)."""
@@ -69,7 +72,8 @@ class RulesAuditMixin:
         inspection = judge(
             result.prob, rules, pixel_size_mm=self._recipe.pixel_size_mm, frame_id=old.frame_id,
             source=old.source, timestamp=old.timestamp, model_id=old.model_id,
-            timings_ms=old.timings_ms,
+            timings_ms=old.timings_ms, class_prob=result.extra.get("class_prob"),
+            class_names=self.model_card.class_names,
         )  # fmt: skip
         return replace(result, inspection=inspection)
 

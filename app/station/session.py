@@ -364,10 +364,13 @@ class InspectionSession(RulesAuditMixin, ModelRecipeMixin):
 
     # -- the pipeline's judge and sinks ------------------------------------------------------
 
-    def _judge(self, frame: Frame, prob: NDArray[np.float32]) -> Inspection:
+    def _judge(
+        self, frame: Frame, prob: NDArray[np.float32], class_prob: NDArray[np.uint8] | None = None
+    ) -> Inspection:
         pixel_mm = self._recipe.pixel_size_mm
         return judge(prob, self._rules, pixel_size_mm=pixel_mm, frame_id=frame.frame_id,
-                     source=frame.source, timestamp=frame.timestamp)  # fmt: skip
+                     source=frame.source, timestamp=frame.timestamp, class_prob=class_prob,
+                     class_names=self.model_card.class_names)  # fmt: skip
 
     def _tag(self, result: FrameResult) -> None:
         # First sink, before anyone else sees the result: a triggered job's part id.

@@ -190,3 +190,16 @@ def test_class_report_counts_exactly() -> None:
     one = class_report([prob], [None], [truth], NAMES, ["defect"], threshold=0.5)
     assert one["per_class"]["scratch"]["dice"] == pytest.approx(2 * 20 / (20 + 38))
     assert one["class_confusion"]["blob"] == {"defect": 1, "missed": 1}
+
+
+def test_cli_names_the_classes_the_data_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from training.cli import main
+
+    data = tmp_path / "data"
+    generate(data, 8, size=(32, 32), defect_ratio=0.5, class_masks=True, kinds=NAMES)
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--classes", "3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "--classes 3: the data holds 2 class(es): blob, scratch" in err[0]
