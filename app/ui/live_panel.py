@@ -26,8 +26,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.station.inspection import FrameResult, Rules, Zone
-from app.station.inspector import binary_mask
+from app.station.inspection import Defect, FrameResult, Rules, Zone
+from app.station.inspector import binary_mask, class_mask
+from app.ui.class_legend import ClassLegend
+from engines.card import ModelCard
 
 # Colours an operator reads at a glance: zones by what they do, critical in red like NG.
 ZONE_COLOURS = {"include": "#4caf50", "exclude": "#9e9e9e", "critical": "#f44336"}
@@ -64,6 +66,19 @@ def defect_label(area_px: int, area_mm2: float | None, max_prob: float) -> str:
     return f"{area}  p={max_prob:.2f}"
 
 
+def class_defect_label(d: Defect) -> str:
+    """``crack 0.93 · 144 px  p=0.99``: the class and its confidence first, then as before."""
+    base = defect_label(d.area_px, d.area_mm2, d.max_prob)
+    if d.class_name is None:
+        return base
+    conf = "" if d.class_confidence is None else f" {d.class_confidence:.2f}"
+    return f"{d.class_name}{conf} · {base}"
+
+
+def _hex_rgb(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
 class LivePanel(QWidget):
     """Shows one ``FrameResult`` at a time; the main window decides which (live or paused).
 
@@ -79,6 +94,9 @@ class LivePanel(QWidget):
         self._result: FrameResult | None = None
         self._zones: tuple[Zone, ...] | None = None
         self._shape: tuple[int, ...] | None = None
+        # (names, colours) of a multi-class model; () for a one-class model (overlay as before)
+        self._classes: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+        self.legend = ClassLegend(self)
 
         self.graphics = pg.GraphicsLayoutWidget(self)
         self.graphics.setBackground("#202020")
@@ -151,7 +169,11 @@ class LivePanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.view_header)
-        layout.addWidget(self.graphics, 1)
+        picture = QHBoxLayout()
+        picture.setSpacing(0)
+        picture.addWidget(self.graphics, 1)
+        picture.addWidget(self.legend)
+        layout.addLayout(picture, 1)
         layout.addLayout(bar)
         layout.addLayout(tools)
         self.show_mask.setToolTip("Show the defect mask (every pixel over the threshold)")
@@ -194,8 +216,7 @@ class LivePanel(QWidget):
         # every pixel over the threshold, also blobs below the minimum area: an engineer tuning
         # the area rule needs to see what it filters out (the boxes show what was counted)
         if result.prob is not None:
-            mask = binary_mask(result.prob, insp.rules)
-            self.mask_item.setImage(mask, autoLevels=False, levels=(0, 255))
+            self.mask_item.setImage(self._mask_of(result), autoLevels=False, levels=(0, 255))
         else:
             self.mask_item.clear()
         if image.shape[:2] != (self._shape or ())[:2]:
@@ -208,6 +229,23 @@ class LivePanel(QWidget):
             f"{insp.source}"
         )
         self.caption.setToolTip(self.caption.text())
+
+    def _mask_of(self, result: FrameResult) -> NDArray[np.uint8]:
+        """0 / 255 (one class, or no class map kept), or class index + 1 per blob."""
+        assert result.prob is not None
+        rules = result.inspection.rules
+        names = self._classes[0]
+        class_prob = result.extra.get("class_prob")
+        if (
+            names
+            and class_prob is not None
+            and class_prob.ndim == 3
+            and class_prob.shape[:2] == result.prob.shape[:2]
+            and class_prob.shape[2] == len(names)
+        ):
+            return class_mask(result.prob, rules, class_prob, names, defects_only=False)
+        # 255 keeps the chosen mask colour in the class lookup table too (an archived frame)
+        return binary_mask(result.prob, rules)
 
     def _draw_defects(self, result: FrameResult) -> None:
         defects = result.inspection.defects
@@ -224,8 +262,8 @@ class LivePanel(QWidget):
         for i, label in enumerate(self._labels):
             if i < len(defects):
                 d = defects[i]
-                label.setText(defect_label(d.area_px, d.area_mm2, d.max_prob))
-                label.setColor("#ff5252" if d.zone else "#ffd600")
+                label.setText(class_defect_label(d))
+                label.setColor("#ff5252" if d.zone else self._label_colour(d))
                 label.setPos(d.bbox[0], d.bbox[1])
                 label.setVisible(self.show_boxes.isChecked())
             else:
@@ -264,9 +302,43 @@ class LivePanel(QWidget):
         self.draft_item.setData([p[0] for p in points], [p[1] for p in points])
 
     # --- appearance ------------------------------------------------------------------------------
+    def set_card(self, card: ModelCard | None) -> None:
+        """The running model: a multi-class card colours the overlay per class, with a legend;
+        a one-class card (or None) keeps the single mask colour."""
+        if card is not None and card.multiclass:
+            names = tuple(card.class_names)
+            classes = (names, tuple(card.color_of(i) for i in range(len(names))))
+        else:
+            classes = ((), ())
+        if classes == self._classes:
+            return
+        self._classes = classes
+        self.legend.set_classes(*classes)
+        # the colours come from the model card: the one-colour choice would only mislead
+        self.colour.setVisible(not classes[0])
+        self.set_mask_colour(self.colour.currentText())
+        if self._result is not None:
+            self.show_result(self._result)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self._classes[0]
+
+    def _label_colour(self, d: Defect) -> str:
+        names, colours = self._classes
+        if d.class_name is not None and d.class_name in names:
+            return colours[names.index(d.class_name)]
+        return "#ffd600"
+
     def set_mask_colour(self, name: str) -> None:
         r, g, b = MASK_COLOURS.get(name, MASK_COLOURS["red"])
-        lut = np.array([[0, 0, 0, 0], [r, g, b, 255]], dtype=np.uint8)
+        if self._classes[0]:  # 0 clear, k + 1 the colour of class k, 255 a blob with no class
+            lut = np.zeros((256, 4), dtype=np.uint8)
+            for k, colour in enumerate(self._classes[1]):
+                lut[k + 1] = (*_hex_rgb(colour), 255)
+            lut[255] = (r, g, b, 255)
+        else:
+            lut = np.array([[0, 0, 0, 0], [r, g, b, 255]], dtype=np.uint8)
         self.mask_item.setLookupTable(lut)
 
     def mask_opacity(self) -> float:

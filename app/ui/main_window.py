@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         self._enable_run_actions()
         self._apply_lock(self.lock.locked)
         self.live_panel.show_rules(self.rules_model.rules)
+        self._show_card(session.model_card)
         self.run_screen.set_line(self._line, session.fault)
         self.run_screen.show_stats(session.stats())
         self.strip.show_session(session, self._line)
@@ -275,6 +276,7 @@ class MainWindow(QMainWindow):
         bridge.line_state.connect(self._on_line_state)
         bridge.fault.connect(lambda reason: self.notify_error(f"FAULT: {reason}"))
         bridge.model.connect(lambda _card: self.strip.show_session(self.session, self._line))
+        bridge.model.connect(self._show_card)
         bridge.event.connect(self.events_panel.add)
         self.events_panel.newest_alarm.connect(
             lambda r: self.run_screen.show_event(str(r.kind), str(r.message))
@@ -302,6 +304,14 @@ class MainWindow(QMainWindow):
         self.lock.locked_changed.connect(self.locked_changed)
 
     # --- workspaces ------------------------------------------------------------------------------
+    def _show_card(self, card: object) -> None:
+        """Defect classes of the running model reach the panels that show or use them."""
+        self.live_panel.set_card(card)  # type: ignore[arg-type]
+        for panel in (self.label_panel, self.stats_panel, self.history_panel):
+            set_card = getattr(panel, "set_card", None)
+            if callable(set_card):
+                set_card(card)
+
     def show_workspace(self, key: str) -> bool:
         return self.workspaces.show_workspace(key)
 
