@@ -3,9 +3,14 @@
 tf2onnx 1.17's ``from_keras`` predates Keras 3, so the network is wrapped in a ``tf.function``
 with a fixed ``[None, H, W, C]`` signature and converted with ``from_function``; the graph's
 input and output are then renamed to the card's names (``image`` / ``probability``). The batch
-axis stays dynamic, the opset is pinned. A conversion that differs from Keras by more than the
-tolerance on real frames is deleted and the command fails: a silently wrong model is worse than
-none.
+axis stays dynamic, the opset is pinned.
+
+Verification (:mod:`training.export_verify`) judges what the station decides: per-pixel
+agreement on real tiles within a bound that fits float32 convolutions on two kernels, and
+identical verdicts and defect blobs on real frames, at the card's operating point and again at
+the one evaluation adopts. An export that fails is deleted and the command fails with the
+figures (also in ``RUN/export-verification.json``) and the command that exports anyway
+(``--force``, recorded in the card); the run's checkpoints are never touched.
 The card gets a golden self-test (engines.selftest) recorded from ONNX Runtime's output on a
 tile of a defective validation frame, which every later load of the model re-checks.
 
@@ -33,16 +38,33 @@ from engines.selftest import record_golden
 from engines.tiling import extract_tiles, tile_grid
 from training.data import find_samples, load_split
 from training.data.loaders import Sample, read_image, select
+from training.export_verify import (
+    DEFAULT_FLIP_RATE,
+    DEFAULT_MEAN_TOLERANCE,
+    DEFAULT_TOLERANCE,
+    ExportError,
+    VerificationError,
+    compare_decisions,
+    frame_maps,
+    pixel_agreement,
+)
 from training.progress import Progress
 
 log = logging.getLogger("training")
 
 DEFAULT_OPSET = 17
-DEFAULT_TOLERANCE = 1e-4
+VERIFY_FRAMES = 16  # validation frames whose decisions are compared (defective ones first)
+REPORT_NAME = "export-verification.json"
 
-
-class ExportError(RuntimeError):
-    """The exported model is missing, unconvertible or disagrees with the Keras model."""
+__all__ = [
+    "DEFAULT_FLIP_RATE",
+    "DEFAULT_MEAN_TOLERANCE",
+    "DEFAULT_TOLERANCE",
+    "ExportError",
+    "VerificationError",
+    "export_run",
+    "verify",
+]
 
 
 def _rename_io(model_proto: Any, input_name: str, output_names: list[str]) -> None:
@@ -116,13 +138,22 @@ def convert(
     return path
 
 
-def onnx_outputs(path: str | Path, batch: NDArray[np.float32]) -> list[NDArray[np.float32]]:
-    """Every output of the ONNX graph for ``batch``, in the graph's order."""
+def onnx_runner(path: str | Path) -> Any:
+    """``batch -> every output of the ONNX graph``, in the graph's order (one session)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return [np.asarray(o, np.float32) for o in session.run(None, {name: batch})]
+
+    def run(batch: NDArray[np.float32]) -> list[NDArray[np.float32]]:
+        return [np.asarray(o, np.float32) for o in session.run(None, {name: batch})]
+
+    return run
+
+
+def onnx_outputs(path: str | Path, batch: NDArray[np.float32]) -> list[NDArray[np.float32]]:
+    """Every output of the ONNX graph for ``batch``, in the graph's order."""
+    return onnx_runner(path)(batch)
 
 
 def onnx_predict(path: str | Path, batch: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -135,48 +166,24 @@ def verify(
     batch: NDArray[np.float32],
     tolerance: float = DEFAULT_TOLERANCE,
     *,
+    mean_tolerance: float = DEFAULT_MEAN_TOLERANCE,
     classes: int = 1,
     class_head: str = "softmax",
 ) -> dict[str, Any]:
-    """Compare ONNX Runtime with Keras on ``batch`` (every output; a multi-class model's class
-    probabilities too); raise :class:`ExportError` beyond tolerance."""
-    expected_all = keras_outputs(model, batch, classes, class_head)
-    got_all = onnx_outputs(path, batch)
-    if len(got_all) != len(expected_all):
-        raise ExportError(f"{path}: {len(got_all)} ONNX outputs, expected {len(expected_all)}")
-    for got, expected in zip(got_all, expected_all, strict=True):
-        if got.shape != expected.shape:
-            raise ExportError(f"{path}: ONNX output shape {got.shape} != Keras {expected.shape}")
-    got, expected = got_all[0], expected_all[0]
-    diff = np.abs(got - expected)
-    # Class shares are compared as p(defect) x share = p(class), what the judge weighs: where no
-    # defect is likely the share is a ratio of tiny numbers, ill-conditioned and never used
-    # (a collapsed sigmoid head differed by 0.024 in bare shares, by far less as p(class)).
-    class_diff = (
-        np.abs(got * got_all[1] - expected * expected_all[1])
-        if len(got_all) > 1
-        else np.zeros(1, np.float32)
-    )
-    result = {
-        "keras_max_abs_diff": float(diff.max()),
-        "keras_mean_abs_diff": float(diff.mean()),
-        "tolerance": tolerance,
-        "tiles": int(batch.shape[0]),
-    }
-    if len(got_all) > 1:
-        result["class_max_abs_diff"] = float(class_diff.max())
-    if not np.isfinite(diff).all() or diff.max() > tolerance:
-        raise ExportError(
-            f"{path}: ONNX disagrees with the Keras model: max |diff| {diff.max():.3g} > "
-            f"{tolerance:g} on {batch.shape[0]} real image tiles"
+    """Compare ONNX Runtime with Keras on ``batch`` pixel by pixel (every output; a multi-class
+    model's class probabilities too); raise :class:`VerificationError` beyond the limits."""
+    expected = keras_outputs(model, batch, classes, class_head)
+    try:
+        figures, problems = pixel_agreement(
+            onnx_outputs(path, batch), expected, tolerance, mean_tolerance
         )
-    if not np.isfinite(class_diff).all() or class_diff.max() > tolerance:
-        raise ExportError(
-            f"{path}: ONNX class probabilities disagree with the Keras model: max |diff| of "
-            "p(defect) x p(class | defect) "
-            f"{class_diff.max():.3g} > {tolerance:g} on {batch.shape[0]} real image tiles"
-        )
-    return result
+    except VerificationError:
+        raise
+    except ExportError as exc:
+        raise ExportError(f"{path}: {exc}") from None
+    if problems:
+        raise VerificationError(f"{path}: {'; '.join(problems)}", figures)
+    return figures
 
 
 def real_tiles(image_paths: list[Path], card: ModelCard, limit: int = 16) -> NDArray[np.float32]:

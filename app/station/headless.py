@@ -161,6 +161,7 @@ def run_headless(
         if event == "result":
             write(json.dumps(result_record(payload)))
 
+    session.actor = ("system", None)  # the audit trail: no person at a headless station
     session.subscribe(on_event)
     log.info(
         "judging %s with %s (%s)",

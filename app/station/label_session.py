@@ -7,6 +7,11 @@ The painter (the GUI) owns the pixels and their undo while painting and hands th
 ``set_mask``; ``save`` / ``mark_false_alarm`` write the label into the recipe's dataset through
 ``labels.save_label`` (atomic, never overwrites). Saving blocks: the GUI calls it on a worker.
 
+With defect classes (``set_classes`` with the model's class names, two or more) the mask is
+class-index: 0 background, k + 1 a pixel of ``class_names[k]``; the starting mask paints each of
+the model's blobs with its class (from the frame's kept class map; a frame without one, e.g.
+opened from the archive, starts empty), and the label is saved class-index with ``classes.txt``.
+
 Listeners get ``(event, payload)``: ``"candidate"`` (FrameResult | None), ``"editing"``
 (FrameResult | None) on the caller's thread, ``"saved"`` (LabelPaths) on the saving thread.
 """
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +29,7 @@ from numpy.typing import NDArray
 
 from app.station import labels
 from app.station.inspection import FrameResult, Rules
-from app.station.inspector import binary_mask
+from app.station.inspector import binary_mask, class_mask
 from app.station.view_state import ViewState
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,8 @@ class LabelSession:
         self._editing: FrameResult | None = None
         self._mask: NDArray[np.uint8] | None = None
         self._threshold: float | None = None
+        self._classes: tuple[str, ...] = ()
+        self._editing_classes: tuple[str, ...] = ()
         self.name = ""
         self._unfollow: Callable[[], None] | None = None
         if view_state is not None:
@@ -111,6 +118,20 @@ class LabelSession:
             self._candidate = result
             self._emit("candidate", result)
 
+    # --- classes ------------------------------------------------------------------------------
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The model's defect classes when it has several, else () (binary 0 / 255 masks)."""
+        return self._classes
+
+    def set_classes(self, names: Sequence[str]) -> None:
+        """The running model's class names; fewer than two means a one-class model.
+
+        A frame already in the editor keeps its mask layout: the change applies to the next one.
+        """
+        names = tuple(names)
+        self._classes = names if len(names) >= 2 else ()
+
     # --- editing ------------------------------------------------------------------------------
     @property
     def editing(self) -> FrameResult | None:
@@ -141,17 +162,33 @@ class LabelSession:
         if image.ndim < 2 or image.size == 0:
             raise LabelError(f"frame #{result.frame.frame_id} has no image to label")
         rules = self._rules()
-        if result.prob is not None and result.prob.shape[:2] == image.shape[:2]:
-            start = np.where(binary_mask(result.prob, rules), 255, 0).astype(np.uint8)
-        else:  # a frame the model could not judge: start from an empty mask
-            start = np.zeros(image.shape[:2], np.uint8)
+        start = self._start_mask(result, rules)
         self._editing, self._mask, self._threshold = result, start, rules.threshold
+        self._editing_classes = self._classes
         self.name = default_label_name(result)
         self._emit("editing", result)
         return start.copy()
 
+    def _start_mask(self, result: FrameResult, rules: Rules) -> NDArray[np.uint8]:
+        shape = result.frame.image.shape[:2]
+        if result.prob is None or result.prob.shape[:2] != shape:
+            return np.zeros(shape, np.uint8)  # a frame the model could not judge: start empty
+        if not self._classes:
+            return np.where(binary_mask(result.prob, rules), 255, 0).astype(np.uint8)
+        cp = result.extra.get("class_prob")
+        if cp is None or cp.ndim != 3 or cp.shape[:2] != shape or cp.shape[2] != len(self._classes):
+            # no class map (archived frame, another model): guessing a class would teach a
+            # wrong one, so the technician paints the defects with their classes
+            return np.zeros(shape, np.uint8)
+        return class_mask(result.prob, rules, cp, self._classes, defects_only=False)
+
+    @property
+    def editing_classes(self) -> tuple[str, ...]:
+        """The classes the mask in the editor is painted with (() when binary)."""
+        return self._editing_classes
+
     def set_mask(self, mask: NDArray[np.generic]) -> None:
-        """The painter's mask now (any value > 0 is defect)."""
+        """The painter's mask now (any value > 0 is defect; class ids with classes)."""
         if self._editing is None:
             raise LabelError("no frame is being edited")
         m = np.asarray(mask)
@@ -159,7 +196,13 @@ class LabelSession:
             raise LabelError(
                 f"mask size {m.shape[:2]} is not the frame's {self._editing.frame.image.shape[:2]}"
             )
-        self._mask = np.where(m > 0, 255, 0).astype(np.uint8)
+        if self._editing_classes:
+            top = len(self._editing_classes)
+            if m.size and (int(m.min()) < 0 or int(m.max()) > top):
+                raise LabelError(f"mask values must be class ids 0..{top}")
+            self._mask = m.astype(np.uint8)
+        else:
+            self._mask = np.where(m > 0, 255, 0).astype(np.uint8)
 
     def discard(self) -> None:
         if self._editing is not None:
@@ -185,7 +228,7 @@ class LabelSession:
         result, mask = self._editing, self._mask
         if result is None or mask is None:
             raise LabelError("no frame is being edited: pause on a frame first")
-        return self._write(result, mask, "defect", name)
+        return self._write(result, mask, "defect", name, self._editing_classes)
 
     def mark_false_alarm(self, name: str | None = None) -> labels.LabelPaths:
         """Save the edited frame (else the candidate) with an all-zero mask: nothing is wrong."""
@@ -196,7 +239,7 @@ class LabelSession:
             raise LabelError(f"frame #{result.frame.frame_id} has no image to label")
         if self._editing is None and not name:
             name = default_label_name(result)
-        return self._write(result, None, "false_alarm", name)
+        return self._write(result, None, "false_alarm", name, self._classes)
 
     def _write(
         self,
@@ -204,11 +247,13 @@ class LabelSession:
         mask: NDArray[np.uint8] | None,
         kind: labels.LabelKind,
         name: str | None,
+        classes: tuple[str, ...] = (),
     ) -> labels.LabelPaths:
         stem = (name or self.name or "").strip() or default_label_name(result)
         paths = labels.save_label(
-            self.dataset_dir(), result.frame.image, mask, name=stem, kind=kind
-        )
+            self.dataset_dir(), result.frame.image, mask, name=stem, kind=kind,
+            class_names=classes,
+        )  # fmt: skip
         self._emit("saved", paths)
         return paths
 

@@ -4,6 +4,11 @@
 size; an all-zero mask means defect-free. A missed defect is saved with its painted mask; a false
 alarm is saved with an all-zero mask, so the next training learns that this image is good.
 
+With defect classes (a multi-class model) the mask is class-index instead: pixel = class id
+(1 = the first class name, 0 = background), and ``DATASET/classes.txt`` lists the names one a
+line, class 1 first; ``training.data.discovery`` reads both back. A dataset keeps one class list:
+a label whose names disagree with an existing ``classes.txt`` is refused, not mixed in.
+
 Writes are atomic and never replace an existing label: when ``NAME`` is taken (by an image or a
 mask) the label becomes ``NAME_2``, ``NAME_3``, ...
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,13 +26,18 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from app.station._atomic import write_new_file
+from app.station._atomic import atomic_write_text, write_new_file
 
-__all__ = ["IMAGE_SUFFIXES", "LabelKind", "LabelPaths", "dataset_summary", "save_label"]
+__all__ = [
+    "CLASSES_FILE", "IMAGE_SUFFIXES", "LabelKind", "LabelPaths", "dataset_classes",
+    "dataset_summary", "save_label",
+]  # fmt: skip
 
 LabelKind = Literal["defect", "false_alarm"]
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 _MAX_TRIES = 10_000
+CLASSES_FILE = "classes.txt"
+_MAX_CLASS_ID = 63  # discovery reads values above this as a soft / binary mask, not class ids
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,10 @@ def _check_image(image: NDArray[np.generic]) -> None:
 
 
 def _mask_for(
-    image: NDArray[np.generic], mask: NDArray[np.generic] | None, kind: LabelKind
+    image: NDArray[np.generic],
+    mask: NDArray[np.generic] | None,
+    kind: LabelKind,
+    n_classes: int = 0,
 ) -> NDArray[np.uint8]:
     h, w = image.shape[:2]
     if kind == "false_alarm":
@@ -77,7 +91,13 @@ def _mask_for(
         m = m[:, :, 0]
     if m.shape != (h, w):
         raise ValueError(f"mask shape {m.shape} does not match the image size {(h, w)}")
-    out = np.where(m > 0, 255, 0).astype(np.uint8)
+    if n_classes:
+        bad = sorted({int(v) for v in np.unique(m) if v < 0 or v > n_classes})
+        if bad:
+            raise ValueError(f"mask values {bad} are not class ids 0..{n_classes}")
+        out = m.astype(np.uint8)
+    else:
+        out = np.where(m > 0, 255, 0).astype(np.uint8)
     if not out.any():
         raise ValueError("the defect mask is empty: paint the defect or mark a false alarm")
     return out
@@ -90,6 +110,7 @@ def save_label(
     *,
     name: str,
     kind: LabelKind = "defect",
+    class_names: Sequence[str] = (),
 ) -> LabelPaths:
     """Save ``image`` and its mask as a new label of the dataset.
 
@@ -106,6 +127,10 @@ def save_label(
         ``_`` and ``-`` become ``_``. A name in use gets ``_2``, ``_3``, ... appended.
     kind
         ``"defect"`` (mask must be non-empty) or ``"false_alarm"`` (all-zero mask written).
+    class_names
+        The model's defect classes when it has several: ``mask`` holds class ids (1 =
+        ``class_names[0]``), written as they are, and ``classes.txt`` is written or checked.
+        Empty (default): a binary 0 / 255 mask.
 
     Returns
     -------
@@ -114,7 +139,8 @@ def save_label(
     Raises
     ------
     ValueError
-        Wrong dtype or shape, a mask of another size, an empty defect mask or an unknown kind.
+        Wrong dtype or shape, a mask of another size, an empty defect mask, an unknown kind,
+        a value that is no class id, or class names that disagree with the dataset's.
     OSError
         The dataset folder cannot be written (nothing half-written is left behind).
     """
@@ -122,10 +148,15 @@ def save_label(
         raise ValueError(f"label kind must be 'defect' or 'false_alarm', not {kind!r}")
     image = np.asarray(image)
     _check_image(image)
-    m = _mask_for(image, mask, kind)
+    names = tuple(class_names)
+    if len(names) > _MAX_CLASS_ID:
+        raise ValueError(f"{len(names)} classes: a class-index mask holds at most {_MAX_CLASS_ID}")
+    m = _mask_for(image, mask, kind, len(names))
     stem = _safe_name(name)
     png_image, png_mask = _encode(image, "image"), _encode(m, "mask")
     root = Path(dataset_dir)
+    if names:
+        _ensure_classes(root, names)
     images, masks = root / "images", root / "masks"
     images.mkdir(parents=True, exist_ok=True)
     masks.mkdir(parents=True, exist_ok=True)
@@ -150,6 +181,35 @@ def save_label(
     raise OSError(f"{root}: no free label name for {stem!r} after {_MAX_TRIES} tries")
 
 
+def dataset_classes(dataset_dir: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The class names of ``classes.txt`` (class 1 first), () when the dataset has none."""
+    path = Path(dataset_dir) / CLASSES_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if lines and lines[0].lower() in ("background", "_background_", "bg", "__background__"):
+        lines = lines[1:]  # the same reading as training.data.discovery
+    return tuple(lines)
+
+
+def _ensure_classes(root: Path, names: tuple[str, ...]) -> None:
+    have = dataset_classes(root)
+    if not have:
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(root / CLASSES_FILE, "".join(f"{n}\n" for n in names))
+        return
+    # a model with more classes than the dataset has seen may extend the list, never reorder it
+    if have[: len(names)] != names[: len(have)]:
+        raise ValueError(
+            f"{root / CLASSES_FILE} lists classes {list(have)}, the model {list(names)}: "
+            "label into a dataset of this model's classes (recipe dataset folder)"
+        )
+    if len(names) > len(have):
+        atomic_write_text(root / CLASSES_FILE, "".join(f"{n}\n" for n in names))
+
+
 def _read_mask(path: Path) -> NDArray[np.uint8] | None:
     try:
         mask = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_GRAYSCALE)
@@ -161,8 +221,9 @@ def _read_mask(path: Path) -> NDArray[np.uint8] | None:
 def dataset_summary(dataset_dir: str | os.PathLike[str]) -> tuple[int, int, int]:
     """``(n_images, n_defective, n_normal)`` of an images+masks dataset.
 
-    An image is defective when ``masks/<stem>.*`` exists and has a pixel > 127; no mask, an
-    all-zero or an unreadable mask counts as normal. A missing dataset is ``(0, 0, 0)``.
+    An image is defective when ``masks/<stem>.*`` exists and has a pixel > 127 (or, in a
+    dataset with ``classes.txt``, a class id); no mask, an all-zero or an unreadable mask counts
+    as normal. A missing dataset is ``(0, 0, 0)``.
     """
     root = Path(dataset_dir)
     images_dir, masks_dir = root / "images", root / "masks"
@@ -174,6 +235,7 @@ def dataset_summary(dataset_dir: str | os.PathLike[str]) -> tuple[int, int, int]
             if p.suffix.lower() in IMAGE_SUFFIXES:
                 masks.setdefault(p.stem, p)
     n_images = n_defective = 0
+    low = 1 if dataset_classes(root) else 128  # class ids are small values
     for p in images_dir.iterdir():
         if p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith("."):
             continue
@@ -181,6 +243,6 @@ def dataset_summary(dataset_dir: str | os.PathLike[str]) -> tuple[int, int, int]
         mask_path = masks.get(p.stem)
         if mask_path is not None:
             m = _read_mask(mask_path)
-            if m is not None and bool((m > 127).any()):
+            if m is not None and bool(((m >= low) & ((m > 127) | (m <= _MAX_CLASS_ID))).any()):
                 n_defective += 1
     return n_images, n_defective, n_images - n_defective

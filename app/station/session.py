@@ -98,6 +98,7 @@ class InspectionSession(RulesAuditMixin, ModelRecipeMixin):
         self.events = EventLog()
         self.events.subscribe(lambda record: self._emit("event", record))
         self._fault: str | None = None
+        self._stop_by: tuple[str, str | None] | None = None  # who asked the running line to stop
         self._part_ids: dict[int, str] = {}  # frame id -> part id of a single-step job
         self._next_tags: deque[str] = deque()  # part ids for the next results while running
         self._recipe = recipe
@@ -260,7 +261,7 @@ class InspectionSession(RulesAuditMixin, ModelRecipeMixin):
         pipeline = self._pipeline
         if pipeline is not None:
             if pipeline.running:
-                self.audit_record("station.stop", target=self._spec)
+                self._stop_by = self.actor  # the audit row (written when it has finished) says who
             pipeline.stop(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -346,10 +347,17 @@ class InspectionSession(RulesAuditMixin, ModelRecipeMixin):
             if self._pipeline is pipeline:
                 self._pipeline = None
                 self._last_run = st
+        counts = f"{st.judged} judged, {st.errors} error, {st.dropped} dropped"
         if st.fault is None:
-            self.log_event(
-                "state", f"stopped: {st.judged} judged, {st.errors} error, {st.dropped} dropped"
-            )
+            self.log_event("state", f"stopped: {counts}")
+        # A stop asked for by someone, or the end of the source / the limit / a FAULT (system).
+        by, self._stop_by = self._stop_by, None
+        why = "stopped" if by else ("fault" if st.fault else "source finished")
+        role, user = by or ("system", None)
+        self.audit_record(
+            "station.stop", role=role, user=user, target=self._spec,
+            detail={"why": why, "counts": counts},
+        )  # fmt: skip
         self._emit("state", False)
         self._emit_stats(force=True)
 
