@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 from training.data.discovery import LAYOUTS
 from training.data.masks import DatasetError
 from training.data.synthetic import LAYOUTS as SYNTH_LAYOUTS
+from training.export_verify import DEFAULT_MEAN_TOLERANCE, DEFAULT_TOLERANCE
 from training.progress import Progress
 
 
@@ -132,7 +133,23 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="MODEL.onnx (MODEL.json written beside it)")
     x.add_argument("--name", help="model name in the card (default: file stem)")
     x.add_argument("--opset", type=int, default=17)
-    x.add_argument("--tolerance", type=float, default=1e-4)
+    x.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help=f"largest max |Δ| per pixel against Keras (default {DEFAULT_TOLERANCE:g})",
+    )
+    x.add_argument(
+        "--mean-tolerance",
+        type=float,
+        default=DEFAULT_MEAN_TOLERANCE,
+        help=f"largest mean |Δ| per pixel (default {DEFAULT_MEAN_TOLERANCE:g})",
+    )
+    x.add_argument(
+        "--force",
+        action="store_true",
+        help="export even when verification fails (the card records the override and why)",
+    )
     _common(x)
 
     q = sub.add_parser("quantize", help="INT8 (QDQ, calibrated) or FP16 variant of an ONNX model")
@@ -211,6 +228,8 @@ def _export(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         name=args.name,
         opset=args.opset,
         tolerance=args.tolerance,
+        mean_tolerance=args.mean_tolerance,
+        force=args.force,
         progress=progress,
     )
 

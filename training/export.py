@@ -177,8 +177,6 @@ def verify(
         figures, problems = pixel_agreement(
             onnx_outputs(path, batch), expected, tolerance, mean_tolerance
         )
-    except VerificationError:
-        raise
     except ExportError as exc:
         raise ExportError(f"{path}: {exc}") from None
     if problems:
@@ -298,6 +296,61 @@ def base_card(cfg: dict[str, Any], run: Path, name: str, summary: dict[str, Any]
     )
 
 
+def _refusal(out: Path, run: Path, problems: list[str], figures: dict[str, Any]) -> str:
+    """One line: what differs, the other figures, where the checkpoints are, how to export
+    anyway."""
+    said = "; ".join(problems)
+    px = figures["pixel"]
+    dec = figures.get("decisions_at_operating_point") or figures.get("decisions") or {}
+    also = []
+    if "max |Δ|" not in said:
+        also.append(
+            f"max |Δ| {px['keras_max_abs_diff']:.3g}, mean |Δ| {px['keras_mean_abs_diff']:.3g} "
+            f"on {px['tiles']} tiles"
+        )
+    if dec and "pixels flip" not in said:
+        also.append(
+            f"{dec['pixels_flipped']} of {dec['pixels']} pixels flip at threshold "
+            f"{dec['threshold']:g}"
+        )
+    if dec and "verdict differs" not in said:
+        also.append(f"verdict differs on {len(dec['verdicts_differ'])} of {dec['frames']} frames")
+    return (
+        f"{out}: not exported, the ONNX model does not decide as the trained model: {said} "
+        f"({'; '.join(also)}; report {run / REPORT_NAME}). The checkpoints stay in "
+        f"{run / 'checkpoints'}; to export anyway: python -m training export --run {run} "
+        f"--out {out} --force"
+    )
+
+
+def _verification_frames(val: list[Sample], samples: list[Sample]) -> list[Sample]:
+    chosen = val or samples
+    ordered = [s for s in chosen if s.defective] + [s for s in chosen if not s.defective]
+    return ordered[:VERIFY_FRAMES]
+
+
+def _settle(
+    out: Path,
+    run: Path,
+    figures: dict[str, Any],
+    problems: list[str],
+    force: bool,
+    beside: tuple[Path, ...] = (),
+) -> None:
+    """Write the verification report; refuse (delete ``out`` and ``beside``) unless forced."""
+    report = {**figures, "passed": not problems, "problems": problems, "forced": force}
+    (run / REPORT_NAME).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    if not problems:
+        return
+    message = _refusal(out, run, problems, figures)
+    if force:
+        log.warning("verification overridden by --force: %s", "; ".join(problems))
+        return
+    for path in (out, *beside):
+        path.unlink(missing_ok=True)
+    raise VerificationError(message, figures)
+
+
 def export_run(
     run: str | Path,
     out: str | Path,
@@ -305,10 +358,17 @@ def export_run(
     name: str | None = None,
     opset: int = DEFAULT_OPSET,
     tolerance: float = DEFAULT_TOLERANCE,
+    mean_tolerance: float = DEFAULT_MEAN_TOLERANCE,
+    flip_rate: float = DEFAULT_FLIP_RATE,
+    force: bool = False,
     evaluate: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Export ``run``'s best checkpoint to ``out`` (+ card, split, report); see module doc."""
+    """Export ``run``'s best checkpoint to ``out`` (+ card, split, report); see module doc.
+
+    ``force`` keeps a model that fails verification (not one that is broken: wrong outputs or
+    non-finite values); its card records that verification was overridden and why.
+    """
     progress = progress or Progress("none")
     run, out = Path(run), Path(out)
     if out.suffix.lower() != ".onnx":
@@ -324,20 +384,49 @@ def export_run(
     progress.emit("export", stage="convert", model=str(out))
     k, head = len(card.class_names), cfg.get("class_head", "softmax")
     convert(model, out, input_shape=card.input_shape, opset=opset, classes=k, class_head=head)
+    progress.emit("export", stage="verify", model=str(out))
     batch = real_tiles([s.image_path for s in val], card)
+    chosen = _verification_frames(val, samples)
     try:
-        agreement = verify(out, model, batch, tolerance, classes=k, class_head=head)
-    except ExportError:
+        run_onnx = onnx_runner(out)
+        pixel, problems = pixel_agreement(
+            run_onnx(batch), keras_outputs(model, batch, k, head), tolerance, mean_tolerance
+        )
+        frames = [read_image(s.image_path) for s in chosen]
+        k_maps = frame_maps(card, lambda b: keras_outputs(model, b, k, head), frames)
+        o_maps = frame_maps(card, run_onnx, frames)
+        names = [s.name for s in chosen]
+        decisions, more = compare_decisions(
+            k_maps, o_maps, card.threshold, card.min_area_px, names, flip_rate
+        )
+    except ExportError as exc:  # a broken conversion: no --force for that
         out.unlink(missing_ok=True)
-        raise
-    log.info("export %s verified: max |diff| %.3g", out, agreement["keras_max_abs_diff"])
+        raise ExportError(f"{out}: {exc}") from None
+    figures: dict[str, Any] = {"pixel": pixel, "decisions": decisions}
+    problems += more
+    _settle(out, run, figures, problems, force)
+    log.info(
+        "export %s verified: max |Δ| %.3g, %d pixels flip, %d verdicts differ",
+        out, pixel["keras_max_abs_diff"], decisions["pixels_flipped"],
+        len(decisions["verdicts_differ"]),
+    )  # fmt: skip
+    agreement = {
+        **pixel,
+        "reference": "keras fp32",
+        "frames": decisions["frames"],
+        "pixels_flipped": decisions["pixels_flipped"],
+        "verdicts_differ": len(decisions["verdicts_differ"]),
+        "verification": "overridden" if problems else "passed",
+    }
+    if problems:
+        agreement["override_reason"] = "; ".join(problems)
 
     # The split travels with the model (names only), so `evaluate --split test` re-measures it.
     split_copy = out.with_suffix(".split.json")
     if split_copy.resolve() != (run / "split.json").resolve():
         shutil.copyfile(run / "split.json", split_copy)
     training = {**card.training, "split_file": split_copy.name, "opset": opset}
-    card = card.with_updates(training=training, agreement={**agreement, "reference": "keras fp32"})
+    card = card.with_updates(training=training, agreement=agreement)
     card.save(card_path_for(out))
     progress.emit("export", stage="golden", model=str(out))
     try:
@@ -363,5 +452,20 @@ def export_run(
         )
         report_copy = out.with_name(out.stem + "-report.json")
         shutil.copyfile(run / "report" / "report.json", report_copy)
+        # The operating point evaluation adopted is what the station will use: judge it too.
+        card = ModelCard.load(card_path_for(out))
+        at_op, more = compare_decisions(
+            k_maps, o_maps, card.threshold, card.min_area_px, names, flip_rate
+        )
+        figures["decisions_at_operating_point"] = at_op
+        own = split_copy.resolve() != (run / "split.json").resolve()
+        beside = (card_path_for(out), report_copy, *((split_copy,) if own else ()))
+        _settle(out, run, figures, problems + more, force, beside)
+        if more:  # forced: the card says so
+            reason = "; ".join(problems + more)
+            agreement = {**agreement, "verification": "overridden", "override_reason": reason}
+        agreement["pixels_flipped_at_operating_point"] = at_op["pixels_flipped"]
+        card.with_updates(agreement=agreement).save(card_path_for(out))
         result.update(report=str(report_copy), metrics=report["pixel"], ap=report["ap"])
+    result["verification"] = agreement["verification"]
     return result

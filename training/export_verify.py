@@ -122,9 +122,7 @@ class _Backend:
         return out[0], out[1]
 
 
-def frame_maps(
-    card: ModelCard, outputs: Any, frames: Sequence[NDArray]
-) -> Maps:
+def frame_maps(card: ModelCard, outputs: Any, frames: Sequence[NDArray]) -> Maps:
     """``(defect map, class map | None)`` of each frame, as the station computes them, with the
     backend ``outputs(batch) -> list of outputs`` (Keras or ONNX Runtime)."""
     from engines.predict import predict_class_maps

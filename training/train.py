@@ -335,9 +335,17 @@ def _train(cfg: TrainConfig, run: Path, progress: Progress) -> dict[str, Any]:
     result = fit(cfg, run, train_arr, val_arr, progress, t_start)
     summary: dict[str, Any] = {"run": str(run), **result}
     if cfg.export:
-        from training.export import export_run
+        from training.export import ExportError, export_run
 
-        exported = export_run(run, run / "model.onnx", progress=progress)
+        try:
+            exported = export_run(run, run / "model.onnx", progress=progress)
+        except ExportError as exc:
+            # A long run never ends with nothing: the checkpoints, history and the verification
+            # report stay; the summary records why there is no model and the error says how to
+            # export anyway (one line, exit 2).
+            summary["export_error"] = str(exc)
+            save_json(run / "summary.json", summary)
+            raise
         summary.update(exported)
     save_json(run / "summary.json", summary)
     return summary

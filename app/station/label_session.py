@@ -139,7 +139,8 @@ class LabelSession:
 
     @property
     def mask(self) -> NDArray[np.uint8] | None:
-        """The mask being edited (0 / 255, the frame's size), None when nothing is edited."""
+        """The mask being edited (0 / 255, or class ids with classes; the frame's size), None
+        when nothing is edited."""
         return self._mask
 
     @property
@@ -261,4 +262,6 @@ class LabelSession:
         """One line about the dataset labels go into (reads every mask: call it off the GUI)."""
         folder = self.dataset_dir()
         n, defective, normal = labels.dataset_summary(folder)
-        return f"Dataset {folder}: {n} images — {defective} with a defect, {normal} defect-free"
+        line = f"Dataset {folder}: {n} images — {defective} with a defect, {normal} defect-free"
+        classes = labels.dataset_classes(folder)
+        return f"{line}; classes: {', '.join(classes)}" if classes else line

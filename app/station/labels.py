@@ -7,7 +7,9 @@ alarm is saved with an all-zero mask, so the next training learns that this imag
 With defect classes (a multi-class model) the mask is class-index instead: pixel = class id
 (1 = the first class name, 0 = background), and ``DATASET/classes.txt`` lists the names one a
 line, class 1 first; ``training.data.discovery`` reads both back. A dataset keeps one class list:
-a label whose names disagree with an existing ``classes.txt`` is refused, not mixed in.
+a label whose names disagree with an existing ``classes.txt`` is refused, not mixed in, and so
+is a class-index label into a dataset of binary masks (or a binary one into a class dataset):
+training would read the other kind's defects as the wrong class.
 
 Writes are atomic and never replace an existing label: when ``NAME`` is taken (by an image or a
 mask) the label becomes ``NAME_2``, ``NAME_3``, ...
@@ -155,8 +157,15 @@ def save_label(
     stem = _safe_name(name)
     png_image, png_mask = _encode(image, "image"), _encode(m, "mask")
     root = Path(dataset_dir)
-    if names:
-        _ensure_classes(root, names)
+    if kind == "defect":  # an all-zero mask reads the same in either kind of dataset
+        if names:
+            _ensure_classes(root, names)
+        elif dataset_classes(root):
+            raise ValueError(
+                f"{root} is labelled with defect classes ({root / CLASSES_FILE}); a one-class "
+                "label would be read as its first class: label with the multi-class model, or "
+                "into another dataset folder"
+            )
     images, masks = root / "images", root / "masks"
     images.mkdir(parents=True, exist_ok=True)
     masks.mkdir(parents=True, exist_ok=True)
@@ -197,6 +206,12 @@ def dataset_classes(dataset_dir: str | os.PathLike[str]) -> tuple[str, ...]:
 def _ensure_classes(root: Path, names: tuple[str, ...]) -> None:
     have = dataset_classes(root)
     if not have:
+        binary = _first_binary_mask(root / "masks")
+        if binary is not None:
+            raise ValueError(
+                f"{root} holds one-class masks (0 / 255, e.g. {binary.name}); class-index labels "
+                "would mislabel them: give the multi-class recipe its own dataset folder"
+            )
         root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(root / CLASSES_FILE, "".join(f"{n}\n" for n in names))
         return
@@ -208,6 +223,18 @@ def _ensure_classes(root: Path, names: tuple[str, ...]) -> None:
         )
     if len(names) > len(have):
         atomic_write_text(root / CLASSES_FILE, "".join(f"{n}\n" for n in names))
+
+
+def _first_binary_mask(masks_dir: Path) -> Path | None:
+    """A mask with a value above the class ids (a 0 / 255 label), None when there is none."""
+    if not masks_dir.is_dir():
+        return None
+    for p in sorted(masks_dir.iterdir()):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            m = _read_mask(p)
+            if m is not None and int(m.max(initial=0)) > _MAX_CLASS_ID:
+                return p
+    return None
 
 
 def _read_mask(path: Path) -> NDArray[np.uint8] | None:

@@ -7,10 +7,31 @@ for a one-class model it stays hidden, so those screens look as they always did.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-__all__ = ["ClassLegend"]
+__all__ = ["ClassCard", "ClassLegend", "card_classes"]
+
+
+class ClassCard(Protocol):
+    """What the GUI reads of a model card (engines.card.ModelCard; the GUI imports no engines)."""
+
+    @property
+    def multiclass(self) -> bool: ...
+
+    @property
+    def class_names(self) -> tuple[str, ...]: ...
+
+    def color_of(self, index: int) -> str: ...
+
+
+def card_classes(card: ClassCard | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(names, colours)`` of a multi-class model; ``((), ())`` for one class or no card."""
+    if card is None or not card.multiclass:
+        return (), ()
+    names = tuple(card.class_names)
+    return names, tuple(card.color_of(i) for i in range(len(names)))
 
 
 class ClassLegend(QWidget):

@@ -5,7 +5,8 @@ but are bounded by the row limit (the store reads SQLite in WAL mode, so a query
 the pipeline's writer). Reading archived PNGs and writing the CSV are disk work of unknown size:
 they run on superqt workers. The table refreshes at most once a second while results arrive, and
 only while the panel is visible. An opened row is emitted as ``frame_requested``; the window shows
-it as REVIEW.
+it as REVIEW. A defect-class filter appears when the model (``set_card``) or the rows know
+defect classes.
 """
 
 from __future__ import annotations
@@ -37,10 +38,17 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
-from app.station.history_query import MAX_ROWS, TIME_RANGES, VERDICTS, HistoryQuery
+from app.station.history_query import (
+    ALL_CLASSES,
+    MAX_ROWS,
+    TIME_RANGES,
+    VERDICTS,
+    HistoryQuery,
+)
 from app.station.inspection import FrameResult
 from app.station.store import StoredInspection
 from app.ui.bridge import SessionBridge
+from app.ui.class_legend import ClassCard
 
 __all__ = ["HistoryPanel"]
 
@@ -120,6 +128,11 @@ class HistoryPanel(QWidget):
         self.model_filter = QComboBox()
         self.model_filter.addItems(query.model_choices())
         self.model_filter.setToolTip("Show only inspections judged by this model")
+        self.class_filter = QComboBox()
+        self.class_filter.addItems(query.class_choices())
+        self.class_filter.setToolTip("Show only inspections with a defect of this class")
+        self.class_label = QLabel("Class")
+        self.class_label.setBuddy(self.class_filter)
         self.limit = QSpinBox(minimum=1, maximum=MAX_ROWS, value=f.limit, singleStep=100)
         self.limit.setToolTip("Most rows shown (newest first)")
         refresh = QPushButton("Refresh")
@@ -128,7 +141,7 @@ class HistoryPanel(QWidget):
         self.export_btn = QPushButton("Export CSV…")
         self.export_btn.setToolTip("Write every row matching the filters (not only those shown)")
         self.export_btn.clicked.connect(self._ask_export)
-        for combo in (self.verdict, self.period, self.model_filter):
+        for combo in (self.verdict, self.period, self.model_filter, self.class_filter):
             combo.currentTextChanged.connect(self._filters_changed)
         self.limit.valueChanged.connect(self._filters_changed)
         bar = QHBoxLayout()
@@ -136,6 +149,9 @@ class HistoryPanel(QWidget):
                          ("Rows", self.limit)):  # fmt: skip
             bar.addWidget(QLabel(label))
             bar.addWidget(w)
+        bar.insertWidget(6, self.class_label)  # after Model, before Rows
+        bar.insertWidget(7, self.class_filter)
+        self._show_class_filter()
         bar.addStretch(1)
         bar.addWidget(refresh)
         bar.addWidget(self.export_btn)
@@ -187,11 +203,35 @@ class HistoryPanel(QWidget):
                 period=self.period.currentText(),
                 model=self.model_filter.currentText() or self.query.filters.model,
                 limit=self.limit.value(),
+                defect_class=self.class_filter.currentText() or ALL_CLASSES,
             )
         except ValueError as exc:
             self.status.setText(str(exc))
             return
         self.refresh()
+
+    def set_card(self, card: ClassCard | None) -> None:
+        """A multi-class model's class names join the class filter's entries."""
+        if card is not None and card.multiclass:
+            self.query.classes_seen |= set(card.class_names)
+        self._sync_combo(self.class_filter, self.query.class_choices(),
+                         self.query.filters.defect_class)  # fmt: skip
+        self._show_class_filter()
+
+    def _show_class_filter(self) -> None:
+        # a one-class station never had classes: its History looks as it always did
+        shown = len(self.query.class_choices()) > 1
+        self.class_label.setVisible(shown)
+        self.class_filter.setVisible(shown)
+
+    @staticmethod
+    def _sync_combo(combo: QComboBox, choices: list[str], current: str) -> None:
+        if [combo.itemText(i) for i in range(combo.count())] != choices:
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(choices)
+            combo.setCurrentText(current)
+            combo.blockSignals(False)
 
     def _mark_dirty(self, _result: object = None) -> None:
         self._dirty = True
@@ -213,13 +253,10 @@ class HistoryPanel(QWidget):
             self.status.setText(f"History unavailable: {exc}")
             return
         self.model.set_rows(rows)
-        choices = self.query.model_choices()
-        if [self.model_filter.itemText(i) for i in range(self.model_filter.count())] != choices:
-            self.model_filter.blockSignals(True)
-            self.model_filter.clear()
-            self.model_filter.addItems(choices)
-            self.model_filter.setCurrentText(self.query.filters.model)
-            self.model_filter.blockSignals(False)
+        f = self.query.filters
+        self._sync_combo(self.model_filter, self.query.model_choices(), f.model)
+        self._sync_combo(self.class_filter, self.query.class_choices(), f.defect_class)
+        self._show_class_filter()
 
     # ----------------------------------------------------------------- open
     def open_row(self, index: int) -> None:

@@ -4,6 +4,8 @@ The session follows the frame on screen (live, or under review: paused, stepped,
 history) through the window's ``ViewState``. "Pause on this frame" copies it into the editor,
 starting from the model's own binary mask under the rules wanted now, so the technician only
 paints what the model missed and erases what it invented. The line keeps running meanwhile.
+With a multi-class model (``set_card``) the painter gets a class picker and the label is saved
+class-index, with the dataset's ``classes.txt``.
 Saving runs on a superqt worker, so a slow disk never freezes the station.
 """
 
@@ -26,6 +28,7 @@ from superqt.utils import create_worker
 from app.station import labels
 from app.station.inspection import FrameResult
 from app.station.label_session import LabelError, LabelSession, default_label_name, describe
+from app.ui.class_legend import ClassCard, card_classes
 from app.ui.paint_canvas import PaintCanvas
 
 __all__ = ["LabelPanel"]
@@ -57,6 +60,7 @@ class LabelPanel(QWidget):
         self._signals = _SessionSignals(session, self)
         self._shown_candidate: FrameResult | None = None
         self._saving = False
+        self._colours: dict[str, str] = {}
 
         self._source = QLabel("No frame yet: start the line or open a frame from the history.")
         self._pause = QPushButton("Pause on this frame")
@@ -128,6 +132,13 @@ class LabelPanel(QWidget):
             self._source.setText(f"Shown now: {describe(c)}")
         self._sync_enabled()
 
+    # --------------------------------------------------------------- classes
+    def set_card(self, card: ClassCard | None) -> None:
+        """The running model: several classes give the painter a class picker (next frame)."""
+        names, colours = card_classes(card)
+        self._colours = dict(zip(names, colours, strict=True))
+        self.session.set_classes(names)
+
     # --------------------------------------------------------------- editing
     def pause_on_candidate(self) -> None:
         if self.session.candidate is not None:
@@ -141,11 +152,18 @@ class LabelPanel(QWidget):
             self.status.setText(str(exc))
             self.error.emit(str(exc))
             return
+        classes = self.session.editing_classes
+        self.canvas.set_classes(classes, [self._colours.get(n, "#ff2828") for n in classes])
         self.canvas.set_image(result.frame.image, start)
         self._name.setText(self.session.name)
+        what = "paint what it missed, erase what it invented"
+        if classes and not start.any() and result.extra.get("class_prob") is None:
+            what = "no class map kept for this frame: paint each defect with its class"
+        elif classes:
+            what += "; pick the class before painting"
         self._editing_label.setText(
             f"Editing {describe(result)} — model mask at threshold "
-            f"{self.session.start_threshold:.2f}; paint what it missed, erase what it invented."
+            f"{self.session.start_threshold:.2f}; {what}."
         )
         self.status.setText("")
         self._sync_enabled()

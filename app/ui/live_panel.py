@@ -28,8 +28,7 @@ from PySide6.QtWidgets import (
 
 from app.station.inspection import Defect, FrameResult, Rules, Zone
 from app.station.inspector import binary_mask, class_mask
-from app.ui.class_legend import ClassLegend
-from engines.card import ModelCard
+from app.ui.class_legend import ClassCard, ClassLegend, card_classes
 
 # Colours an operator reads at a glance: zones by what they do, critical in red like NG.
 ZONE_COLOURS = {"include": "#4caf50", "exclude": "#9e9e9e", "critical": "#f44336"}
@@ -302,14 +301,10 @@ class LivePanel(QWidget):
         self.draft_item.setData([p[0] for p in points], [p[1] for p in points])
 
     # --- appearance ------------------------------------------------------------------------------
-    def set_card(self, card: ModelCard | None) -> None:
+    def set_card(self, card: ClassCard | None) -> None:
         """The running model: a multi-class card colours the overlay per class, with a legend;
         a one-class card (or None) keeps the single mask colour."""
-        if card is not None and card.multiclass:
-            names = tuple(card.class_names)
-            classes = (names, tuple(card.color_of(i) for i in range(len(names))))
-        else:
-            classes = ((), ())
+        classes = card_classes(card)
         if classes == self._classes:
             return
         self._classes = classes

@@ -3,7 +3,8 @@
 The mask is a plain ``H x W`` uint8 array (0 or 255) at the frame's full resolution, the same
 layout ``labels.save_label`` writes. Each stroke, ellipse or clear is one undo step that stores
 only the changed rectangle (before and after), so a 5-megapixel frame does not cost 10 MB per
-step. Left button paints; right / middle drag and the wheel pan and zoom (pyqtgraph's ViewBox).
+step. With defect classes (``set_classes``) the mask is class-index instead (0 background, k + 1
+class k): a class picker chooses what the brush and the ellipse paint, each class in its colour. Left button paints; right / middle drag and the wheel pan and zoom (pyqtgraph's ViewBox).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import numpy as np
 import pyqtgraph as pg
 from numpy.typing import NDArray
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QKeySequence, QPen, QUndoCommand, QUndoStack
+from PySide6.QtGui import QColor, QIcon, QKeySequence, QPen, QPixmap, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QComboBox,
     QGraphicsEllipseItem,
     QHBoxLayout,
     QLabel,
@@ -35,6 +37,14 @@ UNDO_LIMIT = 100  # steps; each holds only the changed rectangle
 # 0 -> transparent, anything painted -> translucent red, so the defect under it stays visible.
 _MASK_LUT = np.zeros((256, 4), dtype=np.uint8)
 _MASK_LUT[1:] = (255, 40, 40, 140)
+
+
+def _class_lut(colours: Sequence[str]) -> NDArray[np.uint8]:
+    lut = _MASK_LUT.copy()  # a value that is no class id stays red
+    for k, colour in enumerate(colours):
+        c = QColor(colour)
+        lut[k + 1] = (c.red(), c.green(), c.blue(), 140)
+    return lut
 
 
 class _MaskEdit(QUndoCommand):
@@ -116,6 +126,8 @@ class PaintCanvas(QWidget):
         self._mask: NDArray[np.uint8] = np.zeros((0, 0), np.uint8)
         self._tool: Tool = "brush"
         self._brush = 9
+        self._classes: tuple[str, ...] = ()
+        self._lut = _MASK_LUT
         self._before: NDArray[np.uint8] | None = None  # mask at stroke start
         self._last: tuple[float, float] | None = None
         self._anchor: tuple[float, float] | None = None  # ellipse drag start
@@ -183,6 +195,16 @@ class PaintCanvas(QWidget):
             btn = QToolButton()
             btn.setDefaultAction(act)
             self._bar.addWidget(btn)
+        self._class_label = QLabel("Class")
+        self._class = QComboBox()
+        self._class.setToolTip(
+            "Defect class the brush and the ellipse paint (the eraser clears any)"
+        )
+        self._class_label.setBuddy(self._class)
+        self._bar.addWidget(self._class_label)
+        self._bar.addWidget(self._class)
+        self._class_label.setVisible(False)
+        self._class.setVisible(False)
         self._clear_btn = QToolButton()
         self._clear_btn.setText("Clear")
         self._clear_btn.setToolTip("Erase the whole mask (undoable)")
@@ -203,6 +225,42 @@ class PaintCanvas(QWidget):
     def brush_size(self) -> int:
         return self._brush
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self._classes
+
+    def set_classes(self, names: Sequence[str], colours: Sequence[str]) -> None:
+        """Paint class ids with a class picker (two or more names), else a binary 0 / 255 mask.
+
+        Call before ``set_image``: the mask in the editor is read with the classes set then.
+        """
+        names = tuple(names) if len(names) >= 2 else ()
+        self._classes = names
+        self._lut = _class_lut(tuple(colours)[: len(names)]) if names else _MASK_LUT
+        self._class.blockSignals(True)
+        self._class.clear()
+        for name, colour in zip(names, colours, strict=False):
+            swatch = QPixmap(12, 12)
+            swatch.fill(QColor(colour))
+            self._class.addItem(QIcon(swatch), name)
+        self._class.blockSignals(False)
+        self._class_label.setVisible(bool(names))
+        self._class.setVisible(bool(names))
+        self._mask_updated()
+
+    @property
+    def current_class(self) -> int:
+        """Index into ``class_names`` of the class painted now (0 without classes)."""
+        return max(0, self._class.currentIndex())
+
+    def set_class(self, index: int) -> None:
+        if not 0 <= index < len(self._classes):
+            raise ValueError(f"class index {index} is not in 0..{len(self._classes) - 1}")
+        self._class.setCurrentIndex(index)
+
+    def _paint_value(self) -> int:
+        return self.current_class + 1 if self._classes else 255
+
     def set_tool(self, tool: Tool) -> None:
         if tool not in TOOLS:
             raise ValueError(f"unknown tool {tool!r}; expected one of {TOOLS}")
@@ -219,7 +277,8 @@ class PaintCanvas(QWidget):
         image: NDArray[np.uint8] | NDArray[np.uint16],
         mask: NDArray[np.generic] | None = None,
     ) -> None:
-        """Show ``image`` (grey or BGR, 8/16 bit) and start editing ``mask`` (non-zero = defect).
+        """Show ``image`` (grey or BGR, 8/16 bit) and start editing ``mask`` (non-zero = defect;
+        class ids when the canvas has classes).
 
         Clears the undo history: undoing into another frame's mask would be meaningless.
         """
@@ -229,11 +288,13 @@ class PaintCanvas(QWidget):
         top = 65535 if image.dtype == np.uint16 else 255
         shown = image[..., ::-1] if image.ndim == 3 else image  # BGR (OpenCV) -> RGB for Qt
         self._frame_item.setImage(np.ascontiguousarray(shown), autoLevels=False, levels=(0, top))
-        self._mask = (
-            np.zeros((h, w), np.uint8)
-            if mask is None
-            else np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8)
-        )
+        if mask is None:
+            self._mask = np.zeros((h, w), np.uint8)
+        elif self._classes:  # class ids as they are; anything else is not a class: background
+            m = np.asarray(mask)
+            self._mask = np.where((m >= 0) & (m <= len(self._classes)), m, 0).astype(np.uint8)
+        else:
+            self._mask = np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8)
         self.undo_stack.clear()
         self._before = self._last = self._anchor = None
         self._mask_updated()
@@ -249,7 +310,7 @@ class PaintCanvas(QWidget):
         self.mask_changed.emit()
 
     def mask(self) -> NDArray[np.uint8]:  # type: ignore[override]  # the painted mask, not Qt's shape mask
-        """A copy of the edited mask, 0 / 255, at frame resolution."""
+        """A copy of the edited mask, 0 / 255 (class ids with classes), at frame resolution."""
         return self._mask.copy()
 
     # ------------------------------------------------------------- editing API
@@ -320,7 +381,7 @@ class PaintCanvas(QWidget):
         self._last = self._anchor = None
 
     def _dab(self, p0: tuple[float, float], p1: tuple[float, float]) -> None:
-        value = 0 if self._tool == "eraser" else 255
+        value = 0 if self._tool == "eraser" else self._paint_value()
         a = (round(p0[0]), round(p0[1]))
         b = (round(p1[0]), round(p1[1]))
         if self._brush <= 1:
@@ -343,7 +404,7 @@ class PaintCanvas(QWidget):
             0,
             0,
             360,
-            255,
+            self._paint_value(),
             -1,
         )
         self._mask_updated()
@@ -367,7 +428,7 @@ class PaintCanvas(QWidget):
     def _mask_updated(self) -> None:
         self._redraw.stop()
         if self._mask.size:
-            self._mask_item.setImage(self._mask, autoLevels=False, levels=(0, 255), lut=_MASK_LUT)
+            self._mask_item.setImage(self._mask, autoLevels=False, levels=(0, 255), lut=self._lut)
         self.mask_changed.emit()
 
     def _hover(self, pos: QPointF | None) -> None:
@@ -384,3 +445,4 @@ class PaintCanvas(QWidget):
             btn.setEnabled(enabled)
         self._clear_btn.setEnabled(enabled)
         self._size.setEnabled(enabled)
+        self._class.setEnabled(enabled)

@@ -1,5 +1,7 @@
 """Statistics: yield over time and a defect Pareto (by zone or size class), from the store.
 
+With a multi-class model (``set_card``) the Pareto can also be grouped by defect class.
+
 Both charts are pyqtgraph ``BarGraphItem``s filled by the store's aggregate queries
 (``yield_series``, ``defect_pareto``), which return a handful of rows, so they run on the GUI
 thread. They are redrawn every few seconds while the panel is visible, and on demand.
@@ -18,6 +20,7 @@ from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from app.station.store import ResultsStore
+from app.ui.class_legend import ClassCard
 
 BUCKETS: tuple[tuple[str, float], ...] = (
     ("1 min", 60.0),
@@ -58,6 +61,7 @@ class StatsPanel(QWidget):
         refresh.clicked.connect(self.refresh)
         for combo in (self.bucket, self.period, self.pareto_by):
             combo.currentTextChanged.connect(self.refresh)
+        self._pareto_tip = self.pareto_by.toolTip()
         bar = QHBoxLayout()
         for label, w in (
             ("Bucket", self.bucket),
@@ -79,7 +83,9 @@ class StatsPanel(QWidget):
 
         self.yield_plot.setToolTip("Share of PASS per time bucket (drag / wheel to pan and zoom)")
         self.pareto_plot = pg.PlotWidget(title="Defect Pareto")
-        self.pareto_plot.setToolTip("Defects per zone or size class, largest first; % cumulative")
+        self.pareto_plot.setToolTip(
+            "Defects per zone, size class or defect class, largest first; % cumulative"
+        )
         self.pareto_plot.setLabel("left", "defects")
         self.pareto_bars = pg.BarGraphItem(x=[], height=[], width=0.7, brush="#d62728")
         self.pareto_plot.addItem(self.pareto_bars)
@@ -100,6 +106,22 @@ class StatsPanel(QWidget):
         self._timer = QTimer(self, interval=REFRESH_MS)
         self._timer.timeout.connect(self._tick)
         self._timer.start()
+
+    def set_card(self, card: ClassCard | None) -> None:
+        """Offer "class" in *Pareto by* while the running model knows several defect classes."""
+        has = self.pareto_by.findText("class") >= 0
+        if card is not None and card.multiclass:
+            if not has:
+                self.pareto_by.addItem("class")
+            self.pareto_by.setToolTip(
+                "Group defects by the zone they lie in, by size class or by defect class"
+            )
+        elif has:
+            # back to the default grouping; the combo's signal refreshes the chart
+            if self.pareto_by.currentText() == "class":
+                self.pareto_by.setCurrentText("zone")
+            self.pareto_by.removeItem(self.pareto_by.findText("class"))
+            self.pareto_by.setToolTip(self._pareto_tip)
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
         super().showEvent(event)

@@ -311,3 +311,17 @@ def test_real_dagm_class1() -> None:
     assert ds.layout == "dagm" and len(ds.samples) == 575
     assert sum(s.defective for s in ds.samples) == 71 and not ds.problems
     assert not ds.split_given  # only Test/ is present: a seeded split is made
+
+
+def test_classes_txt_makes_a_single_painted_class_class_index(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    img = np.full((16, 16), 90, np.uint8)
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:8, 4:8] = 1  # only class 1 painted so far
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), img)
+    cv2.imwrite(str(tmp_path / "masks" / "a.png"), mask)
+    (tmp_path / "classes.txt").write_text("background\ncrack\nstain\n")
+    ds = discover(tmp_path)
+    assert ds.classes[:2] == ["crack", "stain"]
+    assert [list(s.classes) for s in ds.samples] == [["crack"]]

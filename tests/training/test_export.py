@@ -184,3 +184,167 @@ def json_config(run: Path) -> dict:
     import json
 
     return json.loads((run / "config.json").read_text())
+
+
+# --- Verification judges what the station decides (issue 9 item 4) ---------------------------
+
+
+def _frames(run: Path) -> tuple[list[np.ndarray], ModelCard, object]:
+    """The run's verification frames, its card and its float32 Keras model."""
+    import json
+
+    from training.data import find_samples, load_split
+    from training.data.loaders import read_image, select
+    from training.export import _verification_frames, base_card, load_run
+
+    cfg, model = load_run(run)
+    samples = find_samples(json.loads((run / "config.json").read_text())["data"])
+    chosen = _verification_frames(select(samples, load_split(run / "split.json").val), samples)
+    return [read_image(s.image_path) for s in chosen], base_card(cfg, run, "t", {}), model
+
+
+def _keras_maps(run: Path) -> list[np.ndarray]:
+    from training.export import keras_outputs
+    from training.export_verify import frame_maps
+
+    frames, card, model = _frames(run)
+    return [p for p, _ in frame_maps(card, lambda b: keras_outputs(model, b), frames)]
+
+
+def _shift_head(run: Path, where: str) -> float:
+    """Move the model's decision boundary (the head's bias) so that the threshold 0.5 falls in
+    the widest gap of the top 2 % of logits (``"gap"``: a robust model with a few defect
+    blobs) or at the median logit (``"median"``: half the pixels on a knife's edge).
+    Returns the smallest |p - 0.5| over the verification frames afterwards."""
+    from training.export import load_run
+
+    z = np.concatenate([np.log(p / (1 - p)).ravel() for p in _keras_maps(run)])
+    if where == "median":
+        q = float(np.median(z))
+    else:
+        top = np.sort(z[z >= np.quantile(z, 0.98)])
+        i = int(np.argmax(np.diff(top)))
+        q = float((top[i] + top[i + 1]) / 2)
+    _, model = load_run(run)
+    head = model.get_layer("probability")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel, bias - np.float32(q)])
+    model.save(run / "checkpoints" / "best.keras")
+    return float(min(np.abs(p - 0.5).min() for p in _keras_maps(run)))
+
+
+def _perturbing_convert(monkeypatch: pytest.MonkeyPatch, relative: float) -> None:
+    """After conversion, multiply every ONNX convolution weight by (1 + relative x N(0, 1)):
+    what another kernel's rounding does, a little larger."""
+    import onnx
+    from onnx import numpy_helper
+
+    import training.export as export
+
+    real_convert = export.convert
+
+    def convert(model, path, **kw):  # noqa: ANN001, ANN003, ANN202
+        out = real_convert(model, path, **kw)
+        proto = onnx.load(str(out))
+        rng = np.random.default_rng(0)
+        for t in proto.graph.initializer:
+            w = numpy_helper.to_array(t)
+            if w.dtype == np.float32 and w.ndim == 4:
+                noisy = w * (1 + relative * rng.standard_normal(w.shape))
+                t.CopyFrom(numpy_helper.from_array(noisy.astype(np.float32), t.name))
+        onnx.save(proto, str(out))
+        return out
+
+    monkeypatch.setattr(export, "convert", convert)
+
+
+def test_an_export_that_differs_slightly_but_decides_the_same_passes(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from training.export import export_run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert _shift_head(run, "gap") > 2e-3  # no pixel within reach of the perturbation
+    _perturbing_convert(monkeypatch, 2e-4)
+    out = tmp_path / "m.onnx"
+    result = export_run(run, out, evaluate=False)
+    card = ModelCard.load(out.with_suffix(".json"))
+    # Beyond the old 1e-4 bound that refused a real 31-minute run, within the new one ...
+    assert 1e-4 < card.agreement["keras_max_abs_diff"] <= 5e-3
+    # ... and the station decides the same: no pixel flips, no verdict differs.
+    assert card.agreement["pixels_flipped"] == 0 and card.agreement["verdicts_differ"] == 0
+    assert result["verification"] == card.agreement["verification"] == "passed"
+    report = json.loads((run / "export-verification.json").read_text())
+    assert report["passed"] and report["decisions"]["frames"] >= 2
+    assert any(_keras_maps(run)[i].max() >= 0.5 for i in range(2))  # there are defects to judge
+
+
+def test_an_export_whose_decisions_differ_fails_with_figures_and_the_command(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import json
+
+    from training.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    _shift_head(run, "median")
+    _perturbing_convert(monkeypatch, 2e-4)
+    out = tmp_path / "m.onnx"
+    capsys.readouterr()
+    assert main(["export", "--run", str(run), "--out", str(out), "--progress", "none"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    report = json.loads((run / "export-verification.json").read_text())
+    pixel, decisions = report["pixel"], report["decisions"]
+    # Per pixel it is within bounds; what the station would decide is not.
+    assert pixel["keras_max_abs_diff"] <= 5e-3 and pixel["keras_mean_abs_diff"] <= 1e-4
+    assert decisions["pixels_flipped"] > 0 and not report["passed"]
+    assert f"{decisions['pixels_flipped']} of {decisions['pixels']} pixels flip" in err
+    assert f"max |Δ| {pixel['keras_max_abs_diff']:.3g}" in err and "verdict differs on" in err
+    assert f"python -m training export --run {run} --out {out} --force" in err
+    assert not out.exists() and not out.with_suffix(".json").exists()
+    assert (run / "checkpoints" / "best.keras").is_file()  # the run keeps everything
+
+
+def test_force_exports_anyway_and_the_card_says_so(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    _shift_head(run, "median")
+    _perturbing_convert(monkeypatch, 2e-4)
+    out = tmp_path / "m.onnx"
+    args = ["export", "--run", str(run), "--out", str(out), "--progress", "none", "--force"]
+    assert main(args) == 0
+    card = ModelCard.load(out.with_suffix(".json"))
+    assert card.agreement["verification"] == "overridden"
+    assert "pixels flip" in card.agreement["override_reason"]
+    assert card.golden["recorded_with"] == "onnxruntime fp32"  # a complete, loadable model
+    load_engine(out).close()
+
+
+def test_compare_decisions_names_flips_verdicts_and_classes() -> None:
+    from training.export_verify import compare_decisions
+
+    a = np.zeros((20, 20), np.float32)
+    a[5:8, 5:8] = 0.9  # a 9 px blob
+    b = a.copy()
+    b[5, 5] = 0.49  # one pixel flips: the blob is 8 px, below a 9 px minimum area
+    cls_a = np.zeros((20, 20, 2), np.float32)
+    cls_a[..., 0] = 0.7
+    cls_b = cls_a[..., ::-1].copy()  # the same blob, the other class
+    keras = [(a, cls_a), (a, cls_a)]
+    onnx = [(b, cls_a), (a, cls_b)]
+    figures, problems = compare_decisions(keras, onnx, 0.5, 9, ["x.png", "y.png"], 0.0)
+    assert figures["pixels_flipped"] == 1 and figures["verdicts_differ"] == ["x.png"]
+    assert figures["blobs_differ"] == ["y.png"]
+    assert any("1 of 800 pixels flip" in p for p in problems)
+    assert any("verdict differs on 1 of 2 frames (x.png)" in p for p in problems)
+    same, none = compare_decisions(keras, keras, 0.5, 9, flip_rate=0.0)
+    assert not none and same["pixels_flipped"] == 0

@@ -360,6 +360,10 @@ def discover(
     records, read_problems, kinds = _read_all(root, pairs, verify)
     problems += read_problems
     kind = _dataset_kind(kinds)
+    if kind == "binary" and (root / "classes.txt").is_file():
+        # A classes.txt says the masks are class-index even when only class 1 is painted yet
+        # (the station's labelling writes one): 1 is then "the first class", not "defect".
+        kind = "class_index"
     names, notes = _class_names(root, records, kind, kinds)
     mask_kind = None if kind == "none" else kind
     samples: list[Sample] = []
