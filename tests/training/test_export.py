@@ -348,3 +348,38 @@ def test_compare_decisions_names_flips_verdicts_and_classes() -> None:
     assert any("verdict differs on 1 of 2 frames (x.png)" in p for p in problems)
     same, none = compare_decisions(keras, keras, 0.5, 9, flip_rate=0.0)
     assert not none and same["pixels_flipped"] == 0
+
+
+def test_a_run_whose_export_is_refused_keeps_everything_and_says_how_to_export(
+    synthetic_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    import json
+
+    import training.export as export
+    from training.cli import main
+
+    real_convert = export.convert
+
+    def bad_convert(model, path, **kw):  # noqa: ANN001, ANN003, ANN202
+        import keras
+
+        return real_convert(keras.models.clone_model(model), path, **kw)  # fresh weights
+
+    monkeypatch.setattr(export, "convert", bad_convert)
+    run = tmp_path / "run"
+    args = ["train", "--data", str(synthetic_folder), "--out", str(run), "--epochs", "1"]
+    args += ["--steps-per-epoch", "2", "--image-size", "64", "--base-filters", "4"]
+    capsys.readouterr()
+    assert main([*args, "--batch-size", "4", "--progress", "none", "--no-xla"]) == 2
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("python -m training train: error:") and "--force" in line
+    assert "Traceback" not in err and "max |Δ|" in line
+    summary = json.loads((run / "summary.json").read_text())
+    assert "not exported" in summary["export_error"]
+    assert (run / "checkpoints" / "best.keras").is_file() and (run / "history.json").is_file()
+    assert not json.loads((run / "export-verification.json").read_text())["passed"]
+    assert not (run / "model.onnx").exists()
