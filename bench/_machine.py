@@ -171,14 +171,19 @@ def command_line(sub: str, argv: list[str] | None) -> str:
     return f"python -m bench {sub} {shlex.join(args)}".rstrip()
 
 
+def _relative_paths(text: str) -> str:
+    """Results are committed: paths of this machine become relative to the project root."""
+    return text.replace(f"{ROOT}/", "").replace(f"{ROOT.parent}/", "../")
+
+
 def write_results(stem: str, markdown: str, data: dict[str, Any], out_dir: Path | None) -> Path:
     """``<out_dir>/<stem>.md`` and ``.json``; returns the markdown path."""
     folder = out_dir or RESULTS
     folder.mkdir(parents=True, exist_ok=True)
     md = folder / f"{stem}.md"
-    md.write_text(markdown, encoding="utf-8")
+    md.write_text(_relative_paths(markdown), encoding="utf-8")
     (folder / f"{stem}.json").write_text(
-        json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8"
+        _relative_paths(json.dumps(data, indent=1, default=str)) + "\n", encoding="utf-8"
     )
     return md
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import shlex
 import socket
@@ -219,16 +220,15 @@ def main(argv: list[str] | None = None) -> int:
         f"p99 of {args.jobs} jobs is the interpolated 99th percentile (close to the maximum at this "
         "count). Clients and station share the machine's cores, as a PLC on loopback would not: "
         "on the line, add the network round trip (Modbus polls: plus the PLC's poll period). "
-        "The machine was shared with other work while this ran, so inference times vary from "
+        f"Load average (1 min) at the end: {os.getloadavg()[0]:.1f}. Inference times vary from "
         "job to job; the *protocol + client* rows (per-job differences) are what the protocol "
-        "itself adds.",
+        "itself adds, so compare the protocols by those rows, not by the totals.",
         "",
-        "Inference alone is faster during the Modbus jobs than during the OPC UA jobs although "
-        "both run the same engine on the same frames: the Modbus client polls the trigger coil "
-        "every 1 ms, and on this (virtual, 2-core) machine a thread that wakes every millisecond "
-        "makes ONNX Runtime 2-3x faster (cores kept out of idle states; measured with a plain "
-        "`time.sleep(0.001)` thread beside `run_job`: 360 -> 103, 486 -> 303, 322 -> 131 ms). "
-        "So compare the protocols by their *protocol + client* rows, not by the totals.",
+        "Seen in an earlier run on a busy machine (2026-11-29): inference ran 2-3x faster "
+        "during the Modbus jobs, whose client polls the trigger coil every 1 ms; on this "
+        "(virtual, 2-core) machine a thread that wakes every millisecond kept ONNX Runtime "
+        "faster (360 -> 103, 486 -> 303, 322 -> 131 ms with a plain `time.sleep(0.001)` thread "
+        "beside `run_job`). On an idle machine the two protocols' inference times match.",
         f"Mean of the Modbus latencies: {statistics.fmean(modbus):.1f} ms.",
         "",
     ]
