@@ -241,14 +241,14 @@ def recipe_frame_check(
     """
     from app.station.recipe_check import FrameChecker
 
-    seen = [rules(), card()]
-    checker = FrameChecker(seen[0], seen[1], recipe.pixel_size_mm, recipe.source.bit_depth)
+    seen: list[tuple[Rules, ModelCard]] = [(rules(), card())]
+    checker = FrameChecker(*seen[0], recipe.pixel_size_mm, recipe.source.bit_depth)
 
     def check(frame: Frame) -> str | None:
-        now = [rules(), card()]
-        if now[0] is not seen[0] or now[1] is not seen[1]:
+        now = (rules(), card())
+        if now[0] is not seen[0][0] or now[1] is not seen[0][1]:
             checker.update(rules=now[0], card=now[1])
-            seen[:] = now
+            seen[0] = now
         problems = checker.check(frame.image)
         for p in problems:
             if p.severity == "warning":

@@ -31,7 +31,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Literal
 
 import numpy as np
@@ -327,7 +327,7 @@ class Pipeline(JudgingMixin):
 
     # -- the two stages ----------------------------------------------------------------------
 
-    def _frames(self) -> Iterator[tuple[Frame, float]]:
+    def _frames(self) -> Generator[tuple[Frame, float], None, None]:
         """Source frames with the time spent getting each, until ``limit`` results are due."""
         frames = self.source.frames()
         try:

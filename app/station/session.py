@@ -36,7 +36,7 @@ from app.station.events import EventKind, EventLog, EventRecord
 from app.station.frame import Frame
 from app.station.inspection import FrameResult, Inspection
 from app.station.inspector import judge
-from app.station.pipeline import Pipeline
+from app.station.pipeline import Mode, Pipeline
 from app.station.recipe import Recipe
 from app.station.settings import Settings
 from app.station.sources import open_source
@@ -154,6 +154,9 @@ class InspectionSession(RulesAuditMixin, ModelRecipeMixin):
     ) -> EventRecord:
         """Add to the event log (the GUI's Events workspace; emitted as ``"event"``)."""
         return self.events.add(kind, message, frame_id=frame_id, file=file)
+
+    def _warn(self, message: str) -> None:
+        self.log_event("alarm", message)
 
     def _alarm(self, message: str, *, source: str = "") -> None:
         self.log_event("alarm", f"{source}: {message}" if source else message)
@@ -306,7 +309,7 @@ class InspectionSession(RulesAuditMixin, ModelRecipeMixin):
         backpressure: bool = False,
     ) -> Pipeline:
         triggered = self._options.mode == "triggered" or source.triggered
-        mode = "triggered" if triggered or backpressure else "free-run"
+        mode: Mode = "triggered" if triggered or backpressure else "free-run"
         holder: list[Pipeline] = []
         pipeline = Pipeline(
             source,
@@ -330,7 +333,7 @@ class InspectionSession(RulesAuditMixin, ModelRecipeMixin):
                 self._recipe,
                 lambda: self._rules,
                 lambda: self.model_card,
-                lambda message: self.log_event("alarm", f"recipe: {message}"),
+                lambda message: self._warn(f"recipe: {message}"),
             ),
             max_model_faults=self._recipe.max_model_faults,
             drop_alarm_pct=self._recipe.source.drop_alarm_pct,
