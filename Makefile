@@ -37,6 +37,7 @@ mqtt-broker:
 
 test: $(VENV)/.dev-installed mqtt-broker
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	QT_QPA_PLATFORM=offscreen TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/pytest -q -ra
 
 # bench/results/{engines_table,ort_routes,pipeline_e2e,scaling,gui_stall}.md + .json (docs/performance.md)
@@ -68,4 +69,4 @@ bundle: $(VENV)/.dev-installed
 	$(VENV)/bin/pyinstaller --noconfirm --log-level WARN build.spec
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .mypy_cache

@@ -17,6 +17,8 @@ For large frames :func:`engines.predict.predict_maps` instead converts tile by t
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -88,7 +90,8 @@ def to_channels(image: NDArray[np.float32], channels: int) -> NDArray[np.float32
     if have == channels:
         return image
     if channels == 1:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[:, :, None]
+        grey: NDArray[Any] = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)  # float32 stays float32
+        return grey[:, :, None]
     if channels == 3:
         return np.repeat(image, 3, axis=2)
     raise ValueError(f"card asks for {channels} channels (1 or 3 supported)")
@@ -105,7 +108,7 @@ def resize(image: NDArray[np.float32], h: int, w: int) -> NDArray[np.float32]:
     if (src_h, src_w) == (h, w):
         return image
     interp = cv2.INTER_AREA if h * w < src_h * src_w else cv2.INTER_LINEAR
-    out = cv2.resize(image, (w, h), interpolation=interp)
+    out: NDArray[Any] = cv2.resize(image, (w, h), interpolation=interp)  # float32 stays float32
     if out.ndim == 2 and image.ndim == 3:  # OpenCV drops a trailing channel axis of 1
         out = out[:, :, None]
     return out

@@ -17,6 +17,8 @@ hold it. Memory: 4 bytes per map pixel, whatever the number of tiles.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -73,7 +75,7 @@ def pad_to_tile(image: NDArray, th: int, tw: int) -> NDArray:
         return image
     pads = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (image.ndim - 2)
     # 'reflect' needs at least two pixels along an axis; a one-pixel line is repeated instead.
-    mode = "reflect" if min(h, w) > 1 else "symmetric"
+    mode: Literal["reflect", "symmetric"] = "reflect" if min(h, w) > 1 else "symmetric"
     return np.pad(image, pads, mode=mode)
 
 

@@ -25,7 +25,7 @@ from training.data.discovery import LAYOUTS
 from training.data.masks import DatasetError
 from training.data.synthetic import LAYOUTS as SYNTH_LAYOUTS
 from training.export_verify import DEFAULT_MEAN_TOLERANCE, DEFAULT_TOLERANCE
-from training.progress import Progress
+from training.progress import Progress, ProgressMode
 
 
 class UsageError(ValueError):
@@ -362,7 +362,8 @@ def _message(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    mode = getattr(args, "progress", "json" if getattr(args, "json", False) else "human")
+    default: ProgressMode = "json" if getattr(args, "json", False) else "human"
+    mode: ProgressMode = getattr(args, "progress", default)
     progress = Progress(mode)
     try:
         check_paths(args)

@@ -78,8 +78,8 @@ def open_model(path: str | Path) -> tuple[Any, ModelCard, Path | None]:
         state_file = path / "state.json"
         state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
         card = base_card(cfg, path, path.name, state)
-        engine = KerasEngine(model, card, cfg.get("class_head", "softmax"))
-        return engine, card, path / "split.json"
+        keras_engine = KerasEngine(model, card, cfg.get("class_head", "softmax"))
+        return keras_engine, card, path / "split.json"
     from engines import load_engine
 
     engine = load_engine(path)

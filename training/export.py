@@ -89,7 +89,7 @@ def keras_outputs(
     from training.model import split_scores
 
     scores = np.asarray(model(batch, training=False), np.float32)
-    defect, share = split_scores(scores, classes, class_head)  # type: ignore[arg-type]
+    defect, share = split_scores(scores, classes, class_head)  # type: ignore[arg-type]  # str; split_scores refuses others
     outs = [np.asarray(defect, np.float32)]
     return outs if share is None else [*outs, np.asarray(share, np.float32)]
 
@@ -122,7 +122,7 @@ def convert(
         scores = model(image, training=False)
         if classes <= 1:
             return scores
-        return split_scores(scores, classes, class_head)  # type: ignore[arg-type]
+        return split_scores(scores, classes, class_head)  # type: ignore[arg-type]  # str; split_scores refuses others
 
     model_proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset)
     if len(model_proto.graph.input) != 1 or len(model_proto.graph.output) != len(names):

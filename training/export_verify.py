@@ -127,7 +127,7 @@ def frame_maps(card: ModelCard, outputs: Any, frames: Sequence[NDArray]) -> Maps
     backend ``outputs(batch) -> list of outputs`` (Keras or ONNX Runtime)."""
     from engines.predict import predict_class_maps
 
-    return predict_class_maps(_Backend(card, outputs), frames)  # type: ignore[arg-type]
+    return predict_class_maps(_Backend(card, outputs), frames)  # type: ignore[arg-type]  # has what predict uses of Engine
 
 
 def _defect_blobs(

@@ -222,12 +222,12 @@ def fit(
             log.info("resumed %s at epoch %d", ckpt / "last.keras", state["epoch"])
         else:
             model = build_model(
-                cfg.architecture,  # type: ignore[arg-type]
+                cfg.architecture,  # type: ignore[arg-type]  # str; build_model refuses others
                 channels=cfg.channels,
                 base_filters=cfg.base_filters,
                 weight_decay=cfg.weight_decay,
                 classes=len(cfg.class_names),
-                class_head=cfg.class_head,  # type: ignore[arg-type]
+                class_head=cfg.class_head,  # type: ignore[arg-type]  # str; build_model refuses others
             )
             if cfg.init_from:
                 # Weights only: the new run gets a fresh optimizer and schedule (fine-tuning).

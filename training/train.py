@@ -85,7 +85,7 @@ def _attach_log(run: Path, progress: str) -> logging.Handler:
         err.setFormatter(_FORMAT)
         bar = progress == "human" and sys.stdout.isatty()
         err.setLevel(logging.WARNING if bar else logging.INFO)
-        err._training_stderr = True  # type: ignore[attr-defined]
+        err._training_stderr = True  # type: ignore[attr-defined]  # a marker to find our own handler
         log.addHandler(err)
     handler = logging.FileHandler(run / "train.log")
     handler.setFormatter(_FORMAT)
@@ -118,7 +118,7 @@ def validation_maps(
 
     def run(x: np.ndarray) -> np.ndarray:
         scores = np.asarray(model(x, training=False), np.float32)
-        defect, share = split_scores(scores, classes, class_head)  # type: ignore[arg-type]
+        defect, share = split_scores(scores, classes, class_head)  # type: ignore[arg-type]  # str; split_scores refuses others
         if share is None:
             return np.asarray(defect, np.float32)[..., 0]
         return np.concatenate([np.asarray(defect), np.asarray(share)], -1).astype(np.float32)

@@ -80,7 +80,7 @@ def _polygon(value: Any, where: str) -> tuple[tuple[float, float], ...]:
         if not (isinstance(pt, list) and len(pt) == 2):
             raise RecipeError(f"{where}: key 'polygon': point {i} must be [x, y], not {pt!r}")
         points.append(tuple(_typed(c, float, where, f"polygon[{i}]") for c in pt))
-    return tuple(points)  # type: ignore[return-value]
+    return tuple(points)
 
 
 def zone_from_dict(data: Any, where: str) -> Zone:

@@ -365,8 +365,8 @@ def defect_from_row(row: tuple[Any, ...]) -> Defect:
     area_px, area_mm2, bbox, centroid, max_prob, mean_prob, zone, class_name, class_conf = row
     return Defect(
         area_px=int(area_px),
-        bbox=tuple(json.loads(bbox)),  # type: ignore[arg-type]
-        centroid=tuple(json.loads(centroid)),  # type: ignore[arg-type]
+        bbox=tuple(json.loads(bbox)),
+        centroid=tuple(json.loads(centroid)),
         max_prob=float(max_prob),
         mean_prob=float(mean_prob),
         area_mm2=area_mm2,

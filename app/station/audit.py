@@ -405,7 +405,8 @@ class AuditLog:
         self, since: float | None = None, action: str | None = None, limit: int | None = 1000
     ) -> list[AuditRow]:
         """Entries, newest first; ``since`` = Unix time, ``action`` = exact action name."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[float | str] = []
         if since is not None:
             where.append("time >= ?")
             params.append(since)

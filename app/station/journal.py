@@ -34,7 +34,7 @@ from typing import Any
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: one station process per database assumed
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # no fcntl on Windows; None is checked before use
 
 __all__ = ["Journal", "JournalBusy", "append_rejected", "close_journals", "open_journals"]
 

@@ -120,7 +120,7 @@ def _mqtt_from(data: Any, where: str) -> MqttSettings:
         raise SettingsError(f"{where}: 'cert_file' and 'key_file' go together")
     if v["password"] and not v["username"]:
         raise SettingsError(f"{where}: 'password' needs 'username'")
-    files = {k: Path(v[k]).expanduser() if v[k] else None for k in keys[2:]}
+    files = {k: Path(f).expanduser() if (f := v[k]) else None for k in keys[2:]}
     return MqttSettings(username=v["username"], password=v["password"], **files)
 
 

@@ -249,7 +249,7 @@ def gpu_available() -> bool:
         try:
             from cuda.bindings import runtime as cudart
         except ImportError:  # cuda-python < 12.6 spelled it cuda.cudart
-            from cuda import cudart  # type: ignore[no-redef]
+            from cuda import cudart
         err, count = cudart.cudaGetDeviceCount()
         return int(err) == 0 and int(count) > 0
     except Exception:  # noqa: BLE001 - any failure means "no usable GPU", by contract

@@ -25,7 +25,8 @@ class SessionBridge(QObject):
     error = Signal(str)
     alarm = Signal(str)
     fault = Signal(str)  # the reason the station stopped judging
-    event = Signal(object)  # app.station.events.EventRecord, for the events panel
+    # Shadows QObject.event() for Python only: PySide6 still dispatches QEvents to C++ (checked).
+    event = Signal(object)  # type: ignore[assignment]  # EventRecord, for the events panel
 
     def __init__(self, session: InspectionSession, parent: QObject | None = None) -> None:
         super().__init__(parent)

@@ -87,7 +87,7 @@ class CameraBox(QGroupBox):
         return CameraSettings(
             exposure_us=self.exposure.value() or None,
             gain_db=None if self.gain.value() < 0 else self.gain.value(),
-            trigger=None if trigger == TRIGGERS[0] else trigger,  # type: ignore[arg-type]
+            trigger=None if trigger == TRIGGERS[0] else trigger,  # type: ignore[arg-type]  # a TRIGGERS entry
         )
 
     def show_source(
@@ -349,7 +349,7 @@ class ControlsPanel(QWidget):
         worker = create_worker(list_devices, _start_thread=False)
         worker.returned.connect(self._show_devices)
         worker.errored.connect(lambda exc: self.error.emit(f"Device listing failed: {exc}"))
-        worker.finished.connect(lambda: self.refresh_button.setEnabled(True))
+        worker.finished.connect(lambda *_: self.refresh_button.setEnabled(True))
         worker.start()  # superqt keeps it referenced until it finishes
 
     def _show_devices(self, devices: list[Any]) -> None:

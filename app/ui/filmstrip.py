@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,7 +22,8 @@ def thumbnail(image: NDArray, height: int = THUMB_HEIGHT) -> QPixmap:
     """A small 8-bit copy of a frame (grey or BGR) as a pixmap."""
     h, w = image.shape[:2]
     width = max(1, round(w * height / h))
-    small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    # NDArray[Any]: OpenCV's stubs type every result as "integer or floating".
+    small: NDArray[Any] = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
     if small.dtype == np.uint16:
         small = (small >> 8).astype(np.uint8)  # display only: keep the high byte
     small = np.ascontiguousarray(small)

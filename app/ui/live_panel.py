@@ -8,6 +8,7 @@ two-entry lookup table, so colour and opacity change without touching pixels.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -350,14 +351,15 @@ class LivePanel(QWidget):
             item.setVisible(self.show_zones.isChecked())
 
     # --- mouse -------------------------------------------------------------------------------------
-    def _on_scene_click(self, event: object) -> None:
-        if event.button() != Qt.MouseButton.LeftButton:  # type: ignore[attr-defined]
+    def _on_scene_click(self, event: Any) -> None:
+        # ``event``: pyqtgraph's MouseClickEvent (pyqtgraph ships no types).
+        if event.button() != Qt.MouseButton.LeftButton:
             return
-        pos = event.scenePos()  # type: ignore[attr-defined]
+        pos = event.scenePos()
         if not self.view.sceneBoundingRect().contains(pos):
             return
         p = self.view.mapSceneToView(pos)
-        if event.double():  # type: ignore[attr-defined]
+        if event.double():
             self.double_clicked.emit(float(p.x()), float(p.y()))
         else:
             self.clicked.emit(float(p.x()), float(p.y()))

@@ -12,10 +12,11 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QCoreApplication, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QSplitter,
     QTabWidget,
@@ -34,6 +35,7 @@ from app.ui._keys import BY_NAME
 from app.ui._status import StatusStrip, view_text
 from app.ui.audit_panel import AuditPanel
 from app.ui.bridge import SessionBridge
+from app.ui.class_legend import ClassCard
 from app.ui.controls import ControlsPanel
 from app.ui.events_panel import EventsPanel
 from app.ui.filmstrip import Filmstrip
@@ -73,6 +75,18 @@ class MainWindow(QMainWindow):
     frame_selected = Signal(object)  # FrameResult now on screen
     locked_changed = Signal(bool)
     recipe_open_requested = Signal(Path)
+    # Made by _action() with setattr, one per menu entry; declared for the type checker.
+    open_recipe_action: QAction
+    save_recipe_action: QAction
+    revert_recipe_action: QAction
+    quit_action: QAction
+    start_action: QAction
+    stop_action: QAction
+    step_action: QAction
+    pause_action: QAction
+    live_action: QAction
+    ack_action: QAction
+    help_keys_action: QAction
 
     def __init__(
         self,
@@ -107,7 +121,7 @@ class MainWindow(QMainWindow):
         self.verdict_panel = self.run_screen.verdict_panel
         self.panels = build_setup_panels(session, bridge, self.view, self.lock, self)
         self.rules_panel = self.panels["rules"]
-        self.rules_model = self.rules_panel.model  # type: ignore[attr-defined]
+        self.rules_model = self.rules_panel.model  # type: ignore[attr-defined]  # panels are typed QWidget: a RulesPanel
         self.zone_editor = self.panels["zones"]
         self.validation_panel = self.panels["validation"]
         self.label_panel = self.panels["label"]
@@ -189,14 +203,14 @@ class MainWindow(QMainWindow):
         self.addToolBar(Qt.ToolBarArea.LeftToolBarArea, self.workspaces.rail)
         self.resize(1600, 1000)
 
-    def _action(self, menu: object, name: str, text: str) -> QAction:
+    def _action(self, menu: QMenu, name: str, text: str) -> QAction:
         action = QAction(text, self)
         key = BY_NAME.get(name)
         if key is not None:
             action.setShortcuts([QKeySequence(k) for k in key.keys])
             action.setToolTip(key.what)
         action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        menu.addAction(action)  # type: ignore[attr-defined]
+        menu.addAction(action)
         setattr(self, name, action)
         return action
 
@@ -222,10 +236,10 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self._fill_recent_menu()
         self._action(file_menu, "save_recipe_action", "Save recipe").triggered.connect(
-            self.rules_panel.save  # type: ignore[attr-defined]
+            self.rules_panel.save  # type: ignore[attr-defined]  # a RulesPanel, typed QWidget
         )
         self._action(file_menu, "revert_recipe_action", "Revert recipe").triggered.connect(
-            self.rules_panel.revert  # type: ignore[attr-defined]
+            self.rules_panel.revert  # type: ignore[attr-defined]  # a RulesPanel, typed QWidget
         )
         file_menu.addSeparator()
         self._action(file_menu, "quit_action", "Quit").triggered.connect(self.close)
@@ -292,21 +306,21 @@ class MainWindow(QMainWindow):
         )
         for panel in (*self.panels.values(), self.integration_panel, self.audit_panel):
             if panel is not None:
-                panel.error.connect(self.notify_error)  # type: ignore[attr-defined]
-        self.rules_panel.rules_changed.connect(self._on_rules_changed)  # type: ignore[attr-defined]
+                panel.error.connect(self.notify_error)  # type: ignore[attr-defined]  # every panel has one; typed QWidget
+        self.rules_panel.rules_changed.connect(self._on_rules_changed)  # type: ignore[attr-defined]  # a RulesPanel
         zones = self.zone_editor
-        self.live_panel.clicked.connect(zones.image_clicked)  # type: ignore[attr-defined]
-        self.live_panel.double_clicked.connect(zones.image_double_clicked)  # type: ignore[attr-defined]
-        zones.draft_changed.connect(self.live_panel.set_draft)  # type: ignore[attr-defined]
-        zones.zones_changed.connect(self.live_panel.set_zones)  # type: ignore[attr-defined]
-        self.history_panel.frame_requested.connect(self.show_frame)  # type: ignore[attr-defined]
+        self.live_panel.clicked.connect(zones.image_clicked)  # type: ignore[attr-defined]  # a ZoneEditor, typed QWidget
+        self.live_panel.double_clicked.connect(zones.image_double_clicked)  # type: ignore[attr-defined]  # a ZoneEditor
+        zones.draft_changed.connect(self.live_panel.set_draft)  # type: ignore[attr-defined]  # a ZoneEditor
+        zones.zones_changed.connect(self.live_panel.set_zones)  # type: ignore[attr-defined]  # a ZoneEditor
+        self.history_panel.frame_requested.connect(self.show_frame)  # type: ignore[attr-defined]  # a HistoryPanel
         self.lock.locked_changed.connect(self._apply_lock)
         self.lock.locked_changed.connect(self.locked_changed)
 
     # --- workspaces ------------------------------------------------------------------------------
-    def _show_card(self, card: object) -> None:
+    def _show_card(self, card: ClassCard | None) -> None:
         """Defect classes of the running model reach the panels that show or use them."""
-        self.live_panel.set_card(card)  # type: ignore[arg-type]
+        self.live_panel.set_card(card)
         for panel in (self.label_panel, self.stats_panel, self.history_panel):
             set_card = getattr(panel, "set_card", None)
             if callable(set_card):
@@ -342,8 +356,8 @@ class MainWindow(QMainWindow):
             side = width - min(max(int(width * 0.3), 340), 900)
         self.split.setSizes([width - side, side])
 
-    def resizeEvent(self, event: object) -> None:  # noqa: N802 (Qt override)
-        super().resizeEvent(event)  # type: ignore[arg-type]
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
         self._size_split(self.workspaces.current == "run")
 
     # --- the frame on screen -----------------------------------------------------------------------

@@ -10,7 +10,7 @@ class k): a class picker chooses what the brush and the ellipse paint, each clas
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -82,32 +82,33 @@ class _MaskItem(pg.ImageItem):
         super().__init__(axisOrder="row-major")
         self._canvas = canvas
 
-    def hoverEvent(self, ev: object) -> None:  # noqa: N802 (pyqtgraph's name)
-        if ev.isExit():  # type: ignore[attr-defined]
+    # ``ev``: pyqtgraph's HoverEvent / MouseDragEvent / MouseClickEvent (pyqtgraph ships no types).
+    def hoverEvent(self, ev: Any) -> None:  # noqa: N802 (pyqtgraph's name)
+        if ev.isExit():
             self._canvas._hover(None)
             return
         # Claim left drags so the ViewBox does not pan while the technician paints.
-        ev.acceptDrags(Qt.MouseButton.LeftButton)  # type: ignore[attr-defined]
-        ev.acceptClicks(Qt.MouseButton.LeftButton)  # type: ignore[attr-defined]
-        self._canvas._hover(ev.pos())  # type: ignore[attr-defined]
+        ev.acceptDrags(Qt.MouseButton.LeftButton)
+        ev.acceptClicks(Qt.MouseButton.LeftButton)
+        self._canvas._hover(ev.pos())
 
-    def mouseDragEvent(self, ev: object) -> None:  # noqa: N802
-        if ev.button() != Qt.MouseButton.LeftButton or not self._canvas.has_image:  # type: ignore[attr-defined]
-            ev.ignore()  # type: ignore[attr-defined]
+    def mouseDragEvent(self, ev: Any) -> None:  # noqa: N802
+        if ev.button() != Qt.MouseButton.LeftButton or not self._canvas.has_image:
+            ev.ignore()
             return
-        ev.accept()  # type: ignore[attr-defined]
-        if ev.isStart():  # type: ignore[attr-defined]
-            self._canvas._begin(ev.buttonDownPos())  # type: ignore[attr-defined]
-        self._canvas._drag_to(ev.pos())  # type: ignore[attr-defined]
-        if ev.isFinish():  # type: ignore[attr-defined]
+        ev.accept()
+        if ev.isStart():
+            self._canvas._begin(ev.buttonDownPos())
+        self._canvas._drag_to(ev.pos())
+        if ev.isFinish():
             self._canvas._finish()
 
-    def mouseClickEvent(self, ev: object) -> None:  # noqa: N802
-        if ev.button() != Qt.MouseButton.LeftButton or not self._canvas.has_image:  # type: ignore[attr-defined]
-            ev.ignore()  # type: ignore[attr-defined]
+    def mouseClickEvent(self, ev: Any) -> None:  # noqa: N802
+        if ev.button() != Qt.MouseButton.LeftButton or not self._canvas.has_image:
+            ev.ignore()
             return
-        ev.accept()  # type: ignore[attr-defined]
-        p = ev.pos()  # type: ignore[attr-defined]
+        ev.accept()
+        p = ev.pos()
         if self._canvas.tool != "ellipse":  # a click is a single dab of the brush / eraser
             self._canvas.paint_stroke([(p.x(), p.y())])
 

@@ -22,7 +22,7 @@ SCREEN_PIN = "2580"  # only for the throw-away settings of this run
 def _spin(app: object, seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        app.processEvents()  # type: ignore[attr-defined]
+        app.processEvents()  # type: ignore[attr-defined]  # a QApplication, passed as object
         time.sleep(0.01)
 
 

@@ -141,7 +141,7 @@ class StatsPanel(QWidget):
         try:
             store = self._store()
             series = store.yield_series(bucket, since=since)
-            pareto = store.defect_pareto(self.pareto_by.currentText(), since=since)  # type: ignore[arg-type]
+            pareto = store.defect_pareto(self.pareto_by.currentText(), since=since)  # type: ignore[arg-type]  # the combo lists the Literal's values
         except Exception as exc:  # noqa: BLE001 - a locked / broken DB must not break the GUI
             self.status.setText(f"Statistics unavailable: {exc}")
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -52,7 +53,9 @@ def pad_to(
     """Reflect-pad an image smaller than the input (as engines.tiling does at inference)."""
     ph, pw = max(0, h - x.shape[0]), max(0, w - x.shape[1])
     if ph or pw:
-        mode = "reflect" if ph < x.shape[0] and pw < x.shape[1] else "symmetric"
+        mode: Literal["reflect", "symmetric"] = (
+            "reflect" if ph < x.shape[0] and pw < x.shape[1] else "symmetric"
+        )
         x = np.pad(x, ((0, ph), (0, pw), (0, 0)), mode=mode)
         m = np.pad(m, ((0, ph), (0, pw)), mode=mode)
     return x, m

@@ -110,7 +110,9 @@ class Dataset:
     def summary(self) -> dict[str, Any]:
         """Everything ``python -m training data`` prints, as JSON-ready values."""
         samples = self.samples
-        sizes = Counter((s.shape[1], s.shape[0]) for s in samples if s.shape is not None)
+        sizes: Counter[tuple[int, int]] = Counter(
+            (s.shape[1], s.shape[0]) for s in samples if s.shape is not None
+        )
         classes = []
         for i, name in enumerate(self.classes, 1):
             n = sum(1 for s in samples if name in s.classes)
@@ -123,6 +125,8 @@ class Dataset:
             part["images"] += 1
             part["defective"] += int(s.defective)
         areas = [w * h for w, h in sizes.elements()]
+        smallest = min(sizes, key=lambda wh: wh[0] * wh[1]) if sizes else None
+        largest = max(sizes, key=lambda wh: wh[0] * wh[1]) if sizes else None
         return {
             "root": str(self.root),
             "layout": self.layout,
@@ -133,8 +137,8 @@ class Dataset:
             "classes": classes,
             "image_sizes": {
                 "distinct": len(sizes),
-                "smallest": list(min(sizes, key=lambda x: x[0] * x[1])) if sizes else None,
-                "largest": list(max(sizes, key=lambda x: x[0] * x[1])) if sizes else None,
+                "smallest": list(smallest) if smallest else None,
+                "largest": list(largest) if largest else None,
                 "median_pixels": int(np.median(areas)) if areas else 0,
                 "most_common": [[w, h, n] for (w, h), n in sizes.most_common(5)],
             },
@@ -444,7 +448,7 @@ def find_samples(
     work around (unreadable files, masks of another size) or when there is no image at all.
     Other problems (a mask without an image, say) are logged as warnings.
     """
-    ds = discover(root, masks=masks, layout=layout)  # type: ignore[arg-type]
+    ds = discover(root, masks=masks, layout=layout)  # type: ignore[arg-type]  # str; discover refuses unknown layouts
     for p in ds.problems:
         if not p.blocking:
             log.warning("%s: %s", Path(root) / p.file, p.message)

@@ -244,7 +244,7 @@ class _MaskIndex:
 def _index_tree(tree: Path | None) -> _MaskIndex:
     by_key: dict[tuple[str, str], Path] = {}
     for path in _walk_images(tree, set()) if tree is not None else []:
-        parent = path.parent.relative_to(tree).as_posix()  # type: ignore[arg-type]
+        parent = path.parent.relative_to(tree).as_posix()  # type: ignore[arg-type]  # the loop is empty when tree is None
         key = ("" if parent == "." else parent, _mask_base(path.stem) or path.stem)
         if key not in by_key or path.suffix.lower() == ".png":
             by_key[key] = path

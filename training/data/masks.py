@@ -102,7 +102,7 @@ class MaskValues:
 
 
 def _grey_palette(im: object, used: NDArray) -> bool:
-    palette = im.getpalette() or []  # type: ignore[attr-defined]
+    palette = im.getpalette() or []  # type: ignore[attr-defined]  # a PIL palette image, passed as object
     rgb = np.array(palette[: 3 * 256], np.int32).reshape(-1, 3)
     ok = used[used < len(rgb)]
     return bool(len(ok) == len(used) and np.all(rgb[ok] == ok[:, None]))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -29,7 +29,10 @@ LAYOUTS: tuple[Layout, ...] = ("folder", "flat", "dagm", "nested", "classes", "s
 
 def _texture(rng: np.random.Generator, h: int, w: int) -> NDArray[np.float32]:
     sigma = rng.uniform(1.0, 4.0)
-    noise = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), sigma)
+    # NDArray[Any]: OpenCV's stubs type every result as "integer or floating" (this is float32).
+    noise: NDArray[Any] = cv2.GaussianBlur(
+        rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), sigma
+    )
     noise /= noise.std() + 1e-6
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     angle = rng.uniform(0, np.pi)
@@ -109,8 +112,8 @@ def _paths(out: Path, layout: Layout, i: int, n: int, kind: DefectKind | None) -
     if layout == "classes":  # Magnetic-tile-like: KIND/Imgs/x.jpg + x.png, good/ = defect-free
         return out / folder / "Imgs" / f"{stem}.jpg", out / folder / "Imgs" / f"{stem}.png"
     if layout == "split":  # images/PART/x.png + masks/PART/x.png, PART from the position
-        part = "train" if i < 0.6 * n else ("val" if i < 0.8 * n else "test")
-        return out / "images" / part / f"{stem}.png", out / "masks" / part / f"{stem}.png"
+        sub = "train" if i < 0.6 * n else ("val" if i < 0.8 * n else "test")
+        return out / "images" / sub / f"{stem}.png", out / "masks" / sub / f"{stem}.png"
     # mvtec: the first half (defect-free only) is train/good, the rest test/KIND
     if kind is None and i < n // 2:
         return out / "train" / "good" / f"{stem}.png", out / "unused" / stem

@@ -121,7 +121,7 @@ class OutputHub:
         state, fault = self.control.state()
         for output in self.outputs:
             if hasattr(output, "on_command"):
-                output.on_command = functools.partial(self._command, output.name)  # type: ignore[attr-defined]
+                output.on_command = functools.partial(self._command, output.name)
             try:
                 output.start(self.control)
                 output.state_changed(state, fault)
@@ -311,7 +311,7 @@ def _module(name: str) -> Any:
 
 def _create(name: str, config: dict[str, Any], settings: Settings, recipe: Recipe) -> Output:
     try:
-        return _module(name).create_output(config, settings=settings, recipe=recipe)  # type: ignore[no-any-return]
+        return _module(name).create_output(config, settings=settings, recipe=recipe)
     except (ImportError, AttributeError, ValueError, OSError) as exc:
         log.error("output %s cannot be used: %s", name, exc)
         return _BrokenOutput(name, f"cannot be used: {exc}")

@@ -146,7 +146,7 @@ class JobRunner:
         try:
             if self._step_takes_part:
                 job.tagged = job.part_id is not None
-                result = self._session.step(part_id=job.part_id)  # type: ignore[call-arg]
+                result = self._session.step(part_id=job.part_id)  # type: ignore[call-arg]  # only when step() takes it (checked)
             else:
                 result = self._session.step()
         except Exception as exc:  # noqa: BLE001 - the controller gets an ERROR answer, not silence

@@ -279,7 +279,7 @@ class MqttOutput:
     # -- internals ---------------------------------------------------------------------------
 
     def _state_payload(self, state: str, fault: str | None) -> bytes:
-        doc = {"station": self.station, "state": state, "fault": fault}
+        doc: dict[str, Any] = {"station": self.station, "state": state, "fault": fault}
         if state != "offline":  # the Last Will is fixed at connect time: a time would be stale
             doc["time"] = time.time()
         return json.dumps(doc).encode("utf-8")

@@ -51,8 +51,8 @@ logging.getLogger("asyncua").setLevel(logging.WARNING)
 
 NAMESPACE = "urn:inspection-station:machine-vision"
 STATES = {"stopped": "Halted", "running": "Operational", "fault": "Error"}
-_WRITE = ua.NodeId(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary)
-_CALL = ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary)
+_WRITE = ua.NodeId(ua.Int32(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary))
+_CALL = ua.NodeId(ua.Int32(ua.ObjectIds.CallRequest_Encoding_DefaultBinary))
 _V = ua.VariantType
 # The user of the request being served: set by the permission check, read by the methods (both
 # run in the task that serves the request), so a PLC command is audited with who sent it.
@@ -162,7 +162,7 @@ class _ReadOnlyForAnonymous(PermissionRuleset):
     """Users may do what asyncua's users may; anonymous sessions all but write and call."""
 
     def __init__(self) -> None:
-        user = {ua.NodeId(t) for t in USER_TYPES}
+        user = {ua.NodeId(ua.Int32(t)) for t in USER_TYPES}
         self._allowed = {UserRole.User: user, UserRole.Anonymous: user - {_WRITE, _CALL}}
 
     def check_validity(self, user: User | None, action_type_id: ua.NodeId, body: Any) -> bool:
@@ -225,7 +225,7 @@ class OpcuaOutput(AsyncServerOutput):
         return len(getattr(bserver, "clients", []) or [])
 
     async def _serve(self) -> None:
-        server = Server(user_manager=_Users(self._users))  # type: ignore[arg-type]
+        server = Server(user_manager=_Users(self._users))  # type: ignore[arg-type]  # duck-typed UserManager (get_user)
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name("Inspection station")
@@ -235,7 +235,9 @@ class OpcuaOutput(AsyncServerOutput):
             await server.load_certificate(str(self._certificate))
             await server.load_private_key(str(self._private_key))
             policies.append(ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt)
-        server.set_security_policy(policies, permission_ruleset=_ReadOnlyForAnonymous())
+        # asyncua annotates SimpleRoleRuleset, but any PermissionRuleset works: it only calls
+        # check_validity().
+        server.set_security_policy(policies, permission_ruleset=_ReadOnlyForAnonymous())  # type: ignore[arg-type]  # asyncua's narrow annotation
         # No users: anonymous only (and no user token for a password to travel in clear).
         tokens: list[type] = [ua.AnonymousIdentityToken]
         if self._users:
@@ -277,7 +279,7 @@ class OpcuaOutput(AsyncServerOutput):
         etype = await server.create_custom_event_type(
             idx, "ResultReadyEventType", ua.ObjectIds.BaseEventType, list(_RESULT_FIELDS.items())
         )
-        self._event = await server.get_event_generator(etype, vision)
+        self._event = await server.get_event_generator(etype, vision.nodeid)
         n["VisionSystem"] = vision
         await self._write_counters()
 
@@ -351,10 +353,10 @@ class OpcuaOutput(AsyncServerOutput):
             self._control.select_recipe(str(name))
         except ValueError as exc:
             self._last.append(f"SelectRecipe refused: {exc}")
-            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+            return ua.StatusCode(ua.UInt32(ua.StatusCodes.BadInvalidArgument))
         except RuntimeError as exc:
             self._last.append(f"SelectRecipe refused: {exc}")
-            return ua.StatusCode(ua.StatusCodes.BadInvalidState)
+            return ua.StatusCode(ua.UInt32(ua.StatusCodes.BadInvalidState))
         self._last.append(f"recipe {name!r} selected by {user}")
         self._put(("recipe", None))
         return None
@@ -367,7 +369,7 @@ class OpcuaOutput(AsyncServerOutput):
         except Exception as exc:  # noqa: BLE001 - the client gets a status, the log the cause
             log.exception("OPC UA Start failed")
             self._last.append(f"Start failed: {exc}")
-            return ua.StatusCode(ua.StatusCodes.BadInvalidState)
+            return ua.StatusCode(ua.UInt32(ua.StatusCodes.BadInvalidState))
         return None
 
     def _m_stop(self, user: str | None) -> None:
@@ -384,5 +386,5 @@ class OpcuaOutput(AsyncServerOutput):
             self._last.append(f"RunJob answered busy: {exc}")
             if self._loop is not None:
                 asyncio.run_coroutine_threadsafe(self._write_counters(), self._loop)
-            return ua.StatusCode(ua.StatusCodes.BadInvalidState)
+            return ua.StatusCode(ua.UInt32(ua.StatusCodes.BadInvalidState))
         return (str(record.get("result_id", "")), str(record.get("verdict", "ERROR")))
