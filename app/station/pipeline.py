@@ -169,6 +169,7 @@ class Pipeline(JudgingMixin):
         self._started = False
         self._source_closed = False
         self._threads: list[threading.Thread] = []
+        self._start_lock = threading.Lock()
         # Held by whoever is running a batch: lets a caller wait until an engine is idle.
         self._batch_lock = threading.Lock()
         self._lock = threading.Lock()  # counters below
@@ -193,12 +194,15 @@ class Pipeline(JudgingMixin):
         if self.sync:
             self._run_sync()
             return
-        self._threads = [
-            threading.Thread(target=self._acquire_loop, name="station-acquire", daemon=True),
-            threading.Thread(target=self._infer_loop, name="station-infer", daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
+        # Under the start lock: a stop() from another thread sees both threads started or none.
+        with self._start_lock:
+            threads = [
+                threading.Thread(target=self._acquire_loop, name="station-acquire", daemon=True),
+                threading.Thread(target=self._infer_loop, name="station-infer", daemon=True),
+            ]
+            self._threads = threads
+            for t in threads:
+                t.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop acquisition, close the source, judge what is queued and join. Idempotent.
@@ -212,7 +216,9 @@ class Pipeline(JudgingMixin):
         self._queue.close()
         joined = True
         deadline = time.monotonic() + timeout
-        for t in self._threads:
+        with self._start_lock:  # a start() in progress on another thread finishes first
+            threads = list(self._threads)
+        for t in threads:
             if t is threading.current_thread():  # stop() called from a sink or on_finished
                 continue
             t.join(max(0.0, deadline - time.monotonic()))

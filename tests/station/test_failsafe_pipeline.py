@@ -246,3 +246,33 @@ def test_source_stats_skipped_stay_outside_the_invariant() -> None:
     pipe.start()
     st = pipe.stats()
     assert st.skipped == 4 and st.produced == st.judged == 3
+
+
+def test_a_stop_racing_a_start_waits_for_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The GUI stops from a worker thread; a stop landing between the creation and the start of
+    # the pipeline's threads must not try to join a thread that has not started yet.
+    pipe = Pipeline(ListSource(10_000, interval_s=0.001), FakeEngine(), judge_fn, [])
+    errors: list[BaseException] = []
+    real_start = threading.Thread.start
+    stopper: list[threading.Thread] = []
+
+    def start_late(self: threading.Thread) -> None:
+        if self.name == "station-acquire" and not stopper:
+
+            def stop() -> None:
+                try:
+                    pipe.stop(timeout=5.0)
+                except BaseException as exc:  # noqa: BLE001 - collected for the assert
+                    errors.append(exc)
+
+            t = threading.Thread(target=stop)
+            stopper.append(t)
+            real_start(t)
+            time.sleep(0.2)  # the stop is now waiting (or, before the fix, already failing)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start_late)
+    pipe.start()
+    stopper[0].join(10)
+    assert errors == []
+    assert pipe.wait(10) and not pipe.running
