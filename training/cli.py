@@ -259,7 +259,8 @@ def _synth(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
 
 
 def _data(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    from training.data.discovery import discover, format_summary
+    from training.data.discovery import discover
+    from training.data.summary_text import format_summary
 
     if hasattr(sys.stdout, "reconfigure"):  # file names that are not UTF-8 must still print
         sys.stdout.reconfigure(errors="backslashreplace")

@@ -13,7 +13,7 @@ import logging
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
@@ -31,8 +31,9 @@ class StoreQueries:
 
     archive_dir: Path
 
-    def _reading(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError  # provided by ResultsStore
+    if TYPE_CHECKING:  # provided by ResultsStore (the calling thread's connection)
+
+        def _reading(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
 
     def _defects_for(self, conn: sqlite3.Connection, ids: list[int]) -> dict[int, list[Any]]:
         out: dict[int, list[Any]] = {i: [] for i in ids}

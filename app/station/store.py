@@ -48,6 +48,7 @@ from app.station import _store_open as op
 from app.station import _store_schema as sch
 from app.station._store_archive import NgArchive
 from app.station._store_queries import StoreQueries
+from app.station._store_replay import JournalReplay
 from app.station._store_schema import PreparedRow, StoredInspection
 from app.station.inspection import FrameResult
 from app.station.journal import append_rejected, close_journals, open_journals
@@ -57,14 +58,13 @@ __all__ = ["ResultsStore", "StoreError", "StoredInspection", "SIZE_CLASSES"]
 log = logging.getLogger(__name__)
 SIZE_CLASSES = sch.SIZE_CLASSES
 _LOG_EVERY_S = 5.0  # a locked DB on a 30 fps line must not write 30 warnings a second
-_REPLAY_BATCH = 256  # journal rows per transaction
 
 
 class StoreError(RuntimeError):
     """The database cannot be opened or queried (the message names the file)."""
 
 
-class ResultsStore(StoreQueries):
+class ResultsStore(JournalReplay, StoreQueries):
     """SQLite results database, its journal and the NG image archive.
 
     Parameters
@@ -328,55 +328,6 @@ class ResultsStore(StoreQueries):
         """No database failure in the last ``retry_interval_s``."""
         return time.monotonic() - self._last_failure >= self.retry_interval_s
 
-    def _replay_locked(self, max_batches: int | None = None) -> bool:
-        """Write journaled rows in order, at most ``max_batches`` transactions (None: all), so
-        the lock is never held for a whole long backlog. True when nothing failed."""
-        if not self._ready and not self._open_db(self.busy_timeout_ms):
-            return False
-        batches = 0
-        for journal in self._journals:
-            while journal.pending:
-                if max_batches is not None and batches >= max_batches:
-                    return True
-                batches += 1
-                try:
-                    batch = journal.read(_REPLAY_BATCH)
-                except OSError as exc:
-                    self._warn("results store: journal %s unreadable: %s", journal.path, exc)
-                    return False
-                if not batch:  # counted lines no longer in the file (changed under us)
-                    self.lost += journal.pending
-                    log.error(
-                        "results store: journal %s lost %d lines (changed by someone else)",
-                        journal.path, journal.pending,
-                    )  # fmt: skip
-                    journal.discard()
-                    break
-                rows: list[PreparedRow] = []
-                for record, _end in batch:
-                    try:
-                        rows.append(PreparedRow.from_record(record or {}))
-                    except (KeyError, TypeError, ValueError):
-                        self.lost += 1
-                        log.error(
-                            "results store: undecodable journal line in %s skipped", journal.path
-                        )
-                try:
-                    ids = self._write_rows(rows)
-                except sqlite3.Error as exc:
-                    self._db_failed(exc)
-                    return False
-                self.stored += sum(i is not None for i in ids)
-                try:
-                    journal.consume(batch[-1][1], len(batch))
-                except OSError as exc:  # the rows are in; their uids stop a second insert
-                    self._warn("results store: journal %s not truncated: %s", journal.path, exc)
-                    return False
-        self._db_back()
-        if self.retention_rows is not None:
-            self._apply_retention()
-        return True
-
     def add(self, result: FrameResult, *, recipe_version: int = 0) -> int | None:
         """Store one judged (or ERROR) frame, archiving its image (+ mask) when NG or ERROR.
 
@@ -432,47 +383,7 @@ class ResultsStore(StoreQueries):
                     self._journal.sync()
             return self.journaled
 
-    def _start_retry(self) -> None:
-        if self._closed or (self._retry_thread is not None and self._retry_thread.is_alive()):
-            return
-        self._retry_stop.clear()
-        self._retry_thread = threading.Thread(
-            target=self._retry_loop, name="results-store-retry", daemon=True
-        )
-        self._retry_thread.start()
-
-    def _retry_loop(self) -> None:
-        """While rows wait: fsync the journal when due and retry the database periodically,
-        a few transactions per turn of the lock, so ``add`` on the line never waits long."""
-        tick = max(0.05, min(self.retry_interval_s, self._journal.sync_interval_s))
-        while not self._retry_stop.wait(tick):
-            progressed = True
-            while progressed and not self._retry_stop.is_set():
-                with self._write_lock:
-                    if self._closed:
-                        return
-                    try:
-                        self._journal.sync_if_due()
-                    except OSError as exc:
-                        self._warn("results store: journal fsync failed: %s", exc)
-                    progressed = bool(self.journaled) and self._retry_due()
-                    if progressed:
-                        progressed = self._replay_locked(max_batches=4)
-                    if not self.journaled and not self._journal.unsynced:
-                        self._retry_thread = None
-                        return
-
     # -- retention ---------------------------------------------------------------------------
-
-    def _apply_retention(self) -> int:
-        assert self.retention_rows is not None
-        try:
-            n, files = sch.delete_oldest(self._db.writer(), self.retention_rows)
-        except sqlite3.Error as exc:  # retried after the next add; never fails the add itself
-            self._warn("results store: retention skipped (%s)", exc)
-            return 0
-        self._archive.delete(files)
-        return n
 
     def apply_retention(self) -> int:
         """Delete rows (and archived files) beyond ``retention_rows``; returns rows deleted."""

@@ -12,11 +12,10 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QCoreApplication, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QResizeEvent
+from PySide6.QtGui import QCloseEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
-    QMenu,
     QMessageBox,
     QSplitter,
     QTabWidget,
@@ -31,7 +30,7 @@ from app.station.session import InspectionSession
 from app.station.settings import Settings
 from app.station.stats import SessionStats
 from app.station.view_state import ViewState
-from app.ui._keys import BY_NAME
+from app.ui._menus import WindowMenus
 from app.ui._status import StatusStrip, view_text
 from app.ui.audit_panel import AuditPanel
 from app.ui.bridge import SessionBridge
@@ -39,7 +38,6 @@ from app.ui.class_legend import ClassCard
 from app.ui.controls import ControlsPanel
 from app.ui.events_panel import EventsPanel
 from app.ui.filmstrip import Filmstrip
-from app.ui.help_dialog import KeyboardHelp
 from app.ui.integration_panel import IntegrationPanel, PlcIndicator, StatusSource
 from app.ui.live_panel import LivePanel
 from app.ui.lock import EngineerLock, PinDialog
@@ -71,22 +69,10 @@ SETUP = (
 )
 
 
-class MainWindow(QMainWindow):
+class MainWindow(WindowMenus, QMainWindow):
     frame_selected = Signal(object)  # FrameResult now on screen
     locked_changed = Signal(bool)
     recipe_open_requested = Signal(Path)
-    # Made by _action() with setattr, one per menu entry; declared for the type checker.
-    open_recipe_action: QAction
-    save_recipe_action: QAction
-    revert_recipe_action: QAction
-    quit_action: QAction
-    start_action: QAction
-    stop_action: QAction
-    step_action: QAction
-    pause_action: QAction
-    live_action: QAction
-    ack_action: QAction
-    help_keys_action: QAction
 
     def __init__(
         self,
@@ -202,82 +188,6 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.addToolBar(Qt.ToolBarArea.LeftToolBarArea, self.workspaces.rail)
         self.resize(1600, 1000)
-
-    def _action(self, menu: QMenu, name: str, text: str) -> QAction:
-        action = QAction(text, self)
-        key = BY_NAME.get(name)
-        if key is not None:
-            action.setShortcuts([QKeySequence(k) for k in key.keys])
-            action.setToolTip(key.what)
-        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        menu.addAction(action)
-        setattr(self, name, action)
-        return action
-
-    def _fill_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        paths = self.recent.paths()
-        for path in paths:
-            action = self.recent_menu.addAction(path.name)
-            action.setToolTip(str(path))
-            action.triggered.connect(lambda _=False, p=path: self.recipe_open_requested.emit(p))
-        self.recent_menu.setEnabled(bool(paths))
-
-    def _build_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        self._action(file_menu, "open_recipe_action", "Open recipe…").triggered.connect(
-            self.controls.recipe_button.click
-        )
-        # Recent recipes: read when the menu opens, so a recipe opened or saved a moment ago
-        # is there (a Qt-free list in the data folder, app/station/recent_recipes.py).
-        self.recent_menu = file_menu.addMenu("Open recent")
-        self.recent_menu.setToolTip("Recipes opened or saved here lately, newest first")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        self._fill_recent_menu()
-        self._action(file_menu, "save_recipe_action", "Save recipe").triggered.connect(
-            self.rules_panel.save  # type: ignore[attr-defined]  # a RulesPanel, typed QWidget
-        )
-        self._action(file_menu, "revert_recipe_action", "Revert recipe").triggered.connect(
-            self.rules_panel.revert  # type: ignore[attr-defined]  # a RulesPanel, typed QWidget
-        )
-        file_menu.addSeparator()
-        self._action(file_menu, "quit_action", "Quit").triggered.connect(self.close)
-
-        station = bar.addMenu("&Station")
-        self._action(station, "start_action", "Start").triggered.connect(self.start)
-        self._action(station, "stop_action", "Stop").triggered.connect(self.controls.stop)
-        self._action(station, "step_action", "Single step").triggered.connect(self.controls.step)
-        station.addSeparator()
-        self._action(station, "pause_action", "Freeze view (review this frame)").triggered.connect(
-            self.view.pause
-        )
-        self._action(station, "live_action", "Back to live").triggered.connect(self.resume_live)
-        self._action(station, "ack_action", "Acknowledge NG").triggered.connect(
-            self.run_screen.acknowledge
-        )
-
-        view = bar.addMenu("&Workspace")
-        for key in self.workspaces.keys():
-            view.addAction(self.workspaces.get(key).action)
-        self.run_screen_action = self.workspaces.get("run").action
-        self.run_screen_action.setShortcut(QKeySequence(BY_NAME["run_screen_action"].keys[0]))
-
-        engineer = bar.addMenu("&Engineer")
-        self.unlock_action = engineer.addAction("Unlock…")
-        self.unlock_action.triggered.connect(self.ask_unlock)
-        self.lock_action = engineer.addAction("Lock")
-        self.lock_action.triggered.connect(self.lock.lock)
-
-        help_menu = bar.addMenu("&Help")
-        self._action(help_menu, "help_keys_action", "Keyboard").triggered.connect(
-            lambda: KeyboardHelp(self).exec()
-        )
-        self._engineer_actions = (
-            self.open_recipe_action,
-            self.save_recipe_action,
-            self.revert_recipe_action,
-        )
 
     def _wire(self) -> None:
         bridge = self.bridge

@@ -2,9 +2,10 @@
 
 Each test ends by checking that the rows in the database equal the results added (or that the
 difference is exactly what ``lost`` says): a full disk (an ENOSPC-raising writer, and a real
-SQLITE_FULL), another process holding ``BEGIN EXCLUSIVE`` at start and mid-run, a corrupted
-database file, a journal left by a crashed run, a journal that cannot be written either, free-space
-floors and non-UTF-8 file names. (ERROR rows and the v1 -> v2 migration: test_store.py.)
+SQLITE_FULL), another process holding ``BEGIN EXCLUSIVE`` at start and mid-run, a journal that
+cannot be written either, free-space floors and non-UTF-8 file names. (ERROR rows and the
+migrations: test_store.py; a malformed database, a crashed run's journal, a second process:
+test_store_recovery.py.)
 """
 
 from __future__ import annotations
@@ -18,11 +19,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections import namedtuple
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from app.station import _store_open as open_mod
@@ -30,89 +28,18 @@ from app.station import journal as journal_mod
 from app.station.frame import Frame
 from app.station.inspection import FrameResult
 from app.station.store import ResultsStore, StoreError
+from tests.station.store_faults import (
+    REPO,
+    Locker,
+    Usage,
+    alarms,
+    insert_full,
+    locker_factory,
+    open_store,
+)
 from tests.station.test_store import count_rows, error_result, make_result
 
-REPO = Path(__file__).resolve().parents[2]
-Usage = namedtuple("Usage", "total used free")
-
-
-def full_error(message: str = "database or disk is full") -> sqlite3.OperationalError:
-    exc = sqlite3.OperationalError(message)
-    exc.sqlite_errorcode = 13  # SQLITE_FULL, as SQLite sets it
-    return exc
-
-
-def insert_full(self: ResultsStore, rows: object) -> list[int]:
-    """Stands in for ResultsStore._insert_rows on a full disk."""
-    raise full_error()
-
-
-@pytest.fixture
-def alarms() -> list[str]:
-    return []
-
-
-def open_store(tmp_path: Path, alarms: list[str] | None = None, **kw: object) -> ResultsStore:
-    kw.setdefault("busy_timeout_ms", 20)
-    kw.setdefault("open_timeout_ms", 100)
-    kw.setdefault("retry_interval_s", 0)
-    return ResultsStore(
-        tmp_path / "results.db",
-        tmp_path / "archive",
-        on_alarm=None if alarms is None else alarms.append,
-        **kw,  # type: ignore[arg-type]
-    )
-
-
-# -- another process holds the database ------------------------------------------------------
-
-
-class Locker:
-    """A second process holding ``BEGIN EXCLUSIVE`` on the database until :meth:`release`."""
-
-    def __init__(self, db: Path) -> None:
-        script = textwrap.dedent(
-            """
-            import sqlite3, sys
-            conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-            conn.execute("BEGIN EXCLUSIVE")
-            print("locked", flush=True)
-            sys.stdin.readline()
-            conn.execute("COMMIT")
-            conn.close()
-            """
-        )
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", script, str(db)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        assert self.proc.stdout.readline().strip() == "locked"
-
-    def release(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write("\n")
-            self.proc.stdin.flush()
-            assert self.proc.wait(timeout=10) == 0
-
-
-@pytest.fixture
-def locker_factory() -> Iterator[type[Locker]]:
-    made: list[Locker] = []
-
-    class _Tracked(Locker):
-        def __init__(self, db: Path) -> None:
-            super().__init__(db)
-            made.append(self)
-
-    yield _Tracked
-    for lk in made:
-        if lk.proc.poll() is None:
-            lk.proc.kill()
-            lk.proc.wait()
+__all__ = ["alarms", "locker_factory"]  # fixtures used here
 
 
 def test_locked_at_start_line_starts_and_rows_land(
@@ -325,156 +252,6 @@ def test_refuses_to_start_below_min_free(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 # -- broken files -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("damage", ["pages", "whole file"])
-def test_malformed_database_moved_aside(tmp_path: Path, alarms: list[str], damage: str) -> None:
-    with open_store(tmp_path, archive_ng=False) as s:
-        for i in range(150):
-            s.add(make_result(i, blobs=2))
-        assert s.stored == 150
-    db = tmp_path / "results.db"
-    rng = np.random.default_rng(0)
-    with db.open("r+b") as fh:
-        if damage == "pages":  # header intact, b-tree pages overwritten
-            fh.seek(4096 * 2)
-            fh.write(rng.integers(0, 256, 4096 * 6, np.uint8).tobytes())
-        else:
-            fh.write(rng.integers(0, 256, 8192, np.uint8).tobytes())
-    with open_store(tmp_path, alarms) as s:
-        assert any("malformed" in a and "moved aside" in a for a in alarms)
-        aside = list(tmp_path.glob("results.db.malformed-*"))
-        assert len(aside) == 1 and aside[0].stat().st_size > 0
-        assert s.recent() == []  # a fresh database
-        assert [s.add(make_result(i)) for i in range(3)] == [1, 2, 3]
-    assert count_rows(db) == 3
-
-
-def test_malformed_database_kept_when_repair_is_off(tmp_path: Path) -> None:
-    (tmp_path / "results.db").write_bytes(b"not a database at all" * 500)
-    with pytest.raises(StoreError, match="malformed"):
-        open_store(tmp_path, repair=False)  # e.g. export-csv: never move the user's file
-    assert (tmp_path / "results.db").read_bytes().startswith(b"not a database")
-    assert list(tmp_path.glob("*.malformed-*")) == []
-
-
-def test_floors_come_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.station.settings import load_settings
-
-    (tmp_path / "settings.toml").write_text("min_free_mb = 10\narchive_min_free_mb = 20.5\n")
-    settings = load_settings(tmp_path / "settings.toml")
-    assert (settings.min_free_mb, settings.archive_min_free_mb) == (10.0, 20.5)
-    monkeypatch.setattr(open_mod.shutil, "disk_usage", lambda _p: Usage(10**12, 0, 15 << 20))
-    alarms: list[str] = []
-    with open_store(
-        tmp_path, alarms, min_free_mb=settings.min_free_mb,
-        archive_min_free_mb=settings.archive_min_free_mb,
-    ) as s:  # fmt: skip
-        assert s.archive_paused and any("archive stopped" in a for a in alarms)
-        assert s.get(s.add(make_result(1, blobs=1))).image_path is None
-    assert count_rows(tmp_path / "results.db") == 1
-
-
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "results.db")
-    conn.execute("PRAGMA user_version = 99")
-    conn.close()
-    with pytest.raises(StoreError, match="newer than this station"):
-        open_store(tmp_path)
-
-
-def test_crashed_run_journal_replayed_at_next_start(
-    tmp_path: Path, locker_factory: type[Locker]
-) -> None:
-    open_store(tmp_path).close()
-    lock = locker_factory(tmp_path / "results.db")
-    child = textwrap.dedent(
-        f"""
-        import os, sys
-        from pathlib import Path
-        from tests.station.test_store import make_result
-        from app.station.store import ResultsStore
-        s = ResultsStore(Path({str(tmp_path)!r}) / "results.db", Path({str(tmp_path)!r}) / "archive",
-                         busy_timeout_ms=20, open_timeout_ms=50)
-        for i in range(6):
-            assert s.add(make_result(i, blobs=i % 2)) is None
-        os._exit(0)  # a crash: no close, no flush
-        """
-    )
-    subprocess.run([sys.executable, "-c", child], cwd=REPO, check=True, timeout=120)
-    lock.release()
-    journal = tmp_path / "results.db.journal.jsonl"
-    assert len(journal.read_bytes().splitlines()) == 6
-    with journal.open("ab") as fh:  # and the crash tore a seventh line in half
-        fh.write(b'{"uid":"abc","row":{"frame_id":6')
-    alarms: list[str] = []
-    with open_store(tmp_path, alarms) as s:
-        assert (s.stored, s.journaled, s.lost) == (6, 0, 1)
-        assert any("torn by a crash" in a for a in alarms)
-        assert [r.frame_id for r in s.recent()] == [5, 4, 3, 2, 1, 0]
-        assert all(r.image_path.is_file() for r in s.recent(verdict="NG"))
-    assert count_rows(tmp_path / "results.db") == 6
-    assert not journal.exists()
-
-
-def test_replay_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A crash after the rows were committed but before the journal was emptied must not
-    write them twice at the next start."""
-    s = open_store(tmp_path)
-    real = ResultsStore._insert_rows
-    monkeypatch.setattr(ResultsStore, "_insert_rows", insert_full)
-    for i in range(4):
-        s.add(make_result(i))
-    monkeypatch.setattr(ResultsStore, "_insert_rows", real)
-    saved = (tmp_path / "results.db.journal.jsonl").read_bytes()
-    s.close()  # replays and empties the journal
-    (tmp_path / "results.db.journal.jsonl").write_bytes(saved)  # as if never emptied
-    with open_store(tmp_path) as again:
-        assert (again.stored, again.journaled) == (0, 0)
-    assert count_rows(tmp_path / "results.db") == 4
-
-
-def test_a_row_the_database_refuses_does_not_block_the_journal(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alarms: list[str]
-) -> None:
-    s = open_store(tmp_path, alarms)
-    real = ResultsStore._insert_rows
-    monkeypatch.setattr(ResultsStore, "_insert_rows", insert_full)
-    for i in range(5):
-        s.add(make_result(i))
-    s.close()  # still failing: the five rows stay journaled
-    journal = tmp_path / "results.db.journal.jsonl"
-    lines = journal.read_bytes().splitlines()
-    bad = json.loads(lines[2])
-    bad["row"]["verdict"] = "MAYBE"  # e.g. written by a build with another verdict set
-    lines[2] = json.dumps(bad).encode()
-    journal.write_bytes(b"\n".join(lines) + b"\n")
-    monkeypatch.setattr(ResultsStore, "_insert_rows", real)
-    with open_store(tmp_path, alarms) as again:
-        assert (again.stored, again.journaled, again.lost) == (4, 0, 1)
-        assert [r.frame_id for r in again.recent()] == [4, 3, 1, 0]
-    assert any("refused by the database" in a for a in alarms)
-    rejected = (tmp_path / "results.db.journal.rejected.jsonl").read_text().splitlines()
-    assert [json.loads(r)["row"]["frame_id"] for r in rejected] == [2]
-    assert count_rows(tmp_path / "results.db") == 5 - again.lost
-
-
-def test_second_process_uses_its_own_journal(tmp_path: Path, locker_factory: type[Locker]) -> None:
-    a = open_store(tmp_path)
-    b = open_store(tmp_path)  # the default journal is a's: b writes DB.journal-PID-0.jsonl
-    a.add(make_result(0))
-    lock = locker_factory(tmp_path / "results.db")
-    b.add(make_result(1))
-    b.close()  # still locked: b's row stays in its own journal
-    assert (tmp_path / f"results.db.journal-{os.getpid()}-0.jsonl").is_file()
-    lock.release()
-    with open_store(tmp_path) as c:  # picks up b's leftover journal
-        assert c.stored == 1
-    a.close()
-    assert count_rows(tmp_path / "results.db") == 2
-
-
-# -- what the rows hold -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("via_journal", [False, True])
