@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._gui_probe import LatenessProbe, spin
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_gui")
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from PySide6.QtCore import QElapsedTimer, QTimer
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -63,19 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         draw_ms.append((time.perf_counter() - t) * 1e3)
 
     window.live_panel.show_result = timed_show  # type: ignore[method-assign]
-    late: list[float] = []
-    clock = QElapsedTimer()
-    last = [0.0]
-
-    def tick() -> None:
-        now = clock.nsecsElapsed() / 1e6
-        if last[0]:
-            late.append(now - last[0] - 10.0)
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
+    probe = LatenessProbe(10, clamp=False)
+    late = probe.late
     keys = window.workspaces.keys()
     switches = [0]
 
@@ -95,16 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.005)
     counts.update(results=0, drawn=0)
     draw_ms.clear()
-    clock.start()
-    timer.start()
+    probe.start()
     if args.switch:
         switcher.start()
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < args.seconds:
-        app.processEvents()
-        time.sleep(0.001)
-    elapsed = time.monotonic() - t0
-    timer.stop()
+    elapsed = spin(app, args.seconds)
+    probe.stop()
     switcher.stop()
     window.ask_before_close = False
     window.close()

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench._gui_probe import LatenessProbe, spin
 from bench._machine import LoadSampler, Machine, command_line, percentile, relative, write_results
 
 STALL_GOAL_MS = 50.0
@@ -39,7 +40,7 @@ def _shown(spec: str) -> str:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QElapsedTimer, QEvent, QObject, QTimer
+    from PySide6.QtCore import QEvent, QObject
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -76,19 +77,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     redraws = Redraws()
     window.installEventFilter(redraws)
-    late: list[float] = []
-    clock = QElapsedTimer()
-    last = [0.0]
-
-    def tick() -> None:
-        now = clock.nsecsElapsed() / 1e6
-        if last[0]:
-            late.append(max(0.0, now - last[0] - TICK_MS))
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(TICK_MS)
-    timer.timeout.connect(tick)
+    probe = LatenessProbe(TICK_MS)
+    late = probe.late
     window.start()
     # measure from the first result on: start-up (model warm-up) is not a stall of a running line
     t_end = time.monotonic() + 60
@@ -99,14 +89,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         raise RuntimeError("the line produced no result within 60 s")
     results[0] = 0
     Redraws.count = 0
-    clock.start()
-    timer.start()
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < args.seconds:
-        app.processEvents()
-        time.sleep(0.001)
-    elapsed = time.monotonic() - t0
-    timer.stop()
+    probe.start()
+    elapsed = spin(app, args.seconds)
+    probe.stop()
     window.removeEventFilter(redraws)
     if hasattr(window, "ask_before_close"):
         window.ask_before_close = False
