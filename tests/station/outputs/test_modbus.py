@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -87,11 +88,24 @@ def test_trigger_coil_runs_a_job_and_the_registers_carry_its_result(plant: Any) 
     assert output.status().sent == 3
 
 
-def test_a_trigger_while_busy_is_answered_busy_and_counted(plant: Any) -> None:
+def test_a_trigger_while_busy_is_answered_busy_and_counted(
+    plant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hub, _, client = plant
+    # Hold the job in its acquisition until the second trigger is answered (a demo job on an
+    # idle machine ends in ~50 ms: the test must not depend on inference being slow).
+    release = threading.Event()
+    real_step = hub.session.step
+
+    def held_step(part_id: str | None = None) -> Any:
+        release.wait(20)
+        return real_step(part_id=part_id)
+
+    monkeypatch.setattr(hub.session, "step", held_step)
     assert not trigger(client, 1).isError()
-    second = client.write_coil(mb.TRIGGER, True)  # the job (~0.1 s of inference) still runs
+    second = client.write_coil(mb.TRIGGER, True)  # the first job still runs
     assert second.isError() and second.exception_code == 6  # server device busy
+    release.set()
     wait_for_result(client)
     assert regs(client)[mb.HR_BUSY] == 1
     assert hub.session.stats().judged == 1  # the refused trigger judged nothing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,8 +143,20 @@ def test_anonymous_reads_but_cannot_call_and_a_wrong_password_is_refused(served:
     assert not hub.session.running and hub.session.stats().judged == 0
 
 
-def test_busy_run_job_is_answered_bad_invalid_state_and_counted(served: Any) -> None:
+def test_busy_run_job_is_answered_bad_invalid_state_and_counted(
+    served: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hub, url = served
+    # Hold the first job inside its acquisition until the second trigger has been answered: on
+    # an idle machine a demo job ends in ~50 ms, faster than a poll could see it busy.
+    release = threading.Event()
+    real_step = hub.session.step
+
+    def held_step(part_id: str | None = None) -> Any:
+        release.wait(20)
+        return real_step(part_id=part_id)
+
+    monkeypatch.setattr(hub.session, "step", held_step)
 
     def login() -> Client:
         client = Client(url, timeout=20)
@@ -161,6 +174,7 @@ def test_busy_run_job_is_answered_bad_invalid_state_and_counted(served: Any) -> 
             with pytest.raises(ua.UaStatusCodeError) as busy:
                 await other_vision.call_method(f"{idx}:RunJob", "B")
             assert busy.value.code == ua.StatusCodes.BadInvalidState
+            release.set()
             _, verdict = await first
             assert verdict in ("PASS", "NG")
             node = await vision.get_child([f"{idx}:Counters", f"{idx}:BusyTriggers"])
