@@ -252,3 +252,25 @@ def iou(pred_mask: ArrayLike, true_mask: ArrayLike) -> float:
     if union == 0:
         return 1.0
     return float(np.count_nonzero(a & b)) / float(union)
+
+
+def recall_at_fpr(scores: ArrayLike, labels: ArrayLike, max_fpr: float) -> float:
+    """Best recall over the score cut-offs whose false-alarm rate is at most ``max_fpr``.
+
+    The figure a line asks for ("find 95 % of the defects, stop at most 2 % of good parts"),
+    read off the ranking alone; flagging is ``score >= cut``. 0.0 when no cut-off qualifies or
+    there is no defective image.
+    """
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels, dtype=bool).reshape(-1)
+    if not y.any():
+        return 0.0
+    negatives = max(1, int((~y).sum()))
+    best = 0.0
+    for cut in np.unique(s):
+        flagged = s >= cut
+        if cut <= 0 and not (s > 0).all():
+            continue  # "flag everything with no blob" is not a cut-off the station can make
+        if (flagged & ~y).sum() / negatives <= max_fpr:
+            best = max(best, float((flagged & y).sum() / y.sum()))
+    return best

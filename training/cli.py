@@ -67,15 +67,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", required=True, help="DAGM ClassN[/Train|Test] or images(+masks) folder"
     )
     t.add_argument("--masks", help="folder holding the masks (default: found beside the images)")
+    t.add_argument("--layout", choices=("auto", *LAYOUTS), default="auto", help="dataset layout")
     t.add_argument("--out", required=True, help="run directory (created)")
-    t.add_argument("--epochs", type=int, default=60)
-    t.add_argument("--image-size", type=int, default=256, help="square network input (crop) side")
-    t.add_argument("--crop-size", type=int, default=0, help="training crop side (0 = image size)")
+    t.add_argument("--epochs", type=int, default=None, help="default: from the time budget")
+    t.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="network input (tile) side; default: from the data",
+    )
+    t.add_argument(
+        "--crop-size",
+        type=int,
+        default=None,
+        help="training crop side (0 = tile; default: from the data)",
+    )
     t.add_argument("--base-filters", type=int, default=16, help="TinyUNet width: 8, 16 or 32")
     t.add_argument("--architecture", choices=("tinyunet", "unet_industrial"), default="tinyunet")
-    t.add_argument("--frame-scale", type=float, default=1.0, help="resize frames first (DAGM: 0.5)")
+    t.add_argument(
+        "--frame-scale",
+        type=float,
+        default=None,
+        help="resize frames first (default: from the defect sizes)",
+    )
     t.add_argument("--channels", type=int, choices=(0, 1, 3), default=0, help="0 = from the data")
-    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--batch-size", type=int, default=None, help="default: from the crop size")
     t.add_argument("--steps-per-epoch", type=int, default=40)
     t.add_argument("--learning-rate", type=float, default=1e-3)
     t.add_argument("--lr-decay", type=float, default=0.5)
@@ -83,9 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=("adam", "rmsprop"), default="adam")
     t.add_argument("--weight-decay", type=float, default=1e-5)
     t.add_argument("--clipnorm", type=float, default=1.0, help="global gradient-norm clip")
-    t.add_argument("--defect-share", type=float, default=0.4, help="defective images per batch")
+    t.add_argument(
+        "--defect-share",
+        type=float,
+        default=None,
+        help="defective share of a batch (default: from the data)",
+    )
     t.add_argument("--patience", type=int, default=15, help="early stop after N epochs w/o gain")
-    t.add_argument("--max-minutes", type=float, default=0.0, help="time budget (0 = none)")
+    t.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="time budget (0 = none; default 40 without --epochs)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--amp", action="store_true", help="mixed precision (float16 compute)")
     t.add_argument(
@@ -119,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True, help="MODEL.onnx (card beside it) or a run dir")
     e.add_argument("--data", required=True)
     e.add_argument("--masks")
+    e.add_argument("--layout", choices=("auto", *LAYOUTS), default="auto", help="dataset layout")
     e.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
     e.add_argument(
         "--split-file", help="split.json to use instead of the model's own (to compare models)"
@@ -174,20 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from training.autoconfig import DEFAULT_MINUTES, DERIVABLE
     from training.train import TrainConfig, train
 
+    # Settings left out are derived from the data (training.autoconfig); the rest as given.
+    given = {name: getattr(args, name) for name in DERIVABLE if getattr(args, name) is not None}
+    budget = args.max_minutes
+    if budget is None:
+        budget = DEFAULT_MINUTES if args.epochs is None else 0.0
     cfg = TrainConfig(
         data=args.data,
         masks=args.masks,
+        layout=args.layout,
         out=args.out,
-        epochs=args.epochs,
-        image_size=args.image_size,
-        crop_size=args.crop_size,
         base_filters=args.base_filters,
         architecture=args.architecture,
-        frame_scale=args.frame_scale,
         channels=args.channels,
-        batch_size=args.batch_size,
         steps_per_epoch=args.steps_per_epoch,
         learning_rate=args.learning_rate,
         lr_decay=args.lr_decay,
@@ -195,9 +224,8 @@ def _train(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         optimizer=args.optimizer,
         weight_decay=args.weight_decay,
         clipnorm=args.clipnorm,
-        defect_share=args.defect_share,
         patience=args.patience,
-        max_minutes=args.max_minutes,
+        max_minutes=budget,
         seed=args.seed,
         amp=args.amp,
         xla=args.xla,
@@ -207,6 +235,8 @@ def _train(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         progress=args.progress,
         classes=args.classes,
         class_head=args.class_head,
+        auto=[name for name in DERIVABLE if name not in given],
+        **given,
     )
     summary = train(cfg, progress)
     model = summary.get("model", summary["checkpoint"])

@@ -248,6 +248,28 @@ def _better(a: dict[str, Any], b: dict[str, Any], min_margin: float) -> bool:
     return (a["margin"], -abs(a["threshold"] - 0.5)) > (b["margin"], -abs(b["threshold"] - 0.5))
 
 
+def decision_scores(
+    probs: Sequence[NDArray[np.float32]], labels: NDArray[np.bool_], threshold: float
+) -> dict[str, dict[str, float]]:
+    """Image-level AP and recall at 1 % / 2 % false alarms of each way to rank the images.
+
+    ``largest_blob`` (area of the largest blob at the threshold) is what the station decides on;
+    ``max_prob`` (the map's maximum) is the simplest learned pooling. Reported side by side so a
+    different decision is adopted only where it measures better (issue 9).
+    """
+    out: dict[str, dict[str, float]] = {}
+    if not labels.any() or labels.all():
+        return out
+    for kind in ("largest_blob", "max_prob"):
+        scores = scoring.image_scores(probs, threshold, kind=kind)
+        out[kind] = {
+            "ap": scoring.average_precision(scores, labels),
+            "recall_at_fpr_0.01": scoring.recall_at_fpr(scores, labels, 0.01),
+            "recall_at_fpr_0.02": scoring.recall_at_fpr(scores, labels, 0.02),
+        }
+    return out
+
+
 def _split_samples(
     samples: list[Sample], split_file: Path | None, which: str
 ) -> tuple[list[Sample], list[Sample] | None, dict[str, Any]]:
@@ -276,6 +298,7 @@ def evaluate_model(
     target_precision: float = 1.0,
     examples: int = 4,
     split_file: str | Path | None = None,
+    layout: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate, write ``report.json`` / ``report.md`` / plots, and return the report.
 
@@ -294,7 +317,7 @@ def evaluate_model(
     split_file = Path(split_file) if split_file is not None else own_split
     from training.train import load_dataset
 
-    dataset = load_dataset(str(data), None if masks is None else str(masks))
+    dataset = load_dataset(str(data), None if masks is None else str(masks), layout)
     samples = dataset.samples
     chosen, val, split_info = _split_samples(samples, split_file, split)
 
@@ -331,6 +354,7 @@ def evaluate_model(
         "image_level": [r.as_dict() for r in table],
         "operating_point": operating.as_dict(),
         "ap": ap,
+        "decision_scores": decision_scores(probs, labels, threshold),
         "suggested": suggested,
         "classes": list(card.class_names),
         **class_report(
@@ -390,6 +414,7 @@ def evaluate_cli(args: Any, progress: Progress) -> dict[str, Any]:
         target_precision=args.target_precision,
         examples=args.examples,
         split_file=args.split_file,
+        layout=args.layout,
     )
     return {
         "model": report["model"],

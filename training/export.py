@@ -379,7 +379,7 @@ def export_run(
     card = base_card(cfg, run, name or out.stem, state)
 
     split = load_split(run / "split.json")
-    samples = find_samples(cfg["data"], cfg.get("masks"))
+    samples = find_samples(cfg["data"], cfg.get("masks"), layout=cfg.get("layout", "auto"))
     val = select(samples, split.val)
     progress.emit("export", stage="convert", model=str(out))
     k, head = len(card.class_names), cfg.get("class_head", "softmax")
@@ -449,6 +449,7 @@ def export_run(
             out_dir=run / "report",
             progress=progress,
             adopt_operating_point=True,
+            layout=cfg.get("layout", "auto"),
         )
         report_copy = out.with_name(out.stem + "-report.json")
         shutil.copyfile(run / "report" / "report.json", report_copy)

@@ -21,6 +21,7 @@ from training.progress import Progress
 from training.train import TrainConfig, make_sampler, pick_strategy, save_json, validate
 
 log = logging.getLogger("training")
+BUDGET_DECAY_AT = (0.5, 0.75, 0.9)  # shares of the time budget where the learning rate halves
 
 
 class Batches(keras.utils.PyDataset):
@@ -75,9 +76,20 @@ class Supervisor(keras.callbacks.Callback):
     def _over_budget(self) -> bool:
         return self.cfg.max_minutes > 0 and self._elapsed() > self.cfg.max_minutes * 60
 
+    def _budget_used(self) -> float:
+        return self._elapsed() / (self.cfg.max_minutes * 60) if self.cfg.max_minutes > 0 else 0.0
+
+    def _planned(self) -> int:
+        """The epochs shown: the configured ones, or in budget mode those that fit the budget."""
+        if self.cfg.lr_schedule != "budget" or not self.epoch_times:
+            return self.cfg.epochs
+        left = max(0.0, self.cfg.max_minutes * 60 - self._elapsed())
+        done = self.state["epoch"]
+        return min(self.cfg.epochs, done + math.ceil(left / float(np.mean(self.epoch_times[-5:]))))
+
     def _eta(self, epoch: int, step: int = 0) -> float:
         per_epoch = np.mean(self.epoch_times[-5:]) if self.epoch_times else float("nan")
-        left = (self.cfg.epochs - epoch - 1) * per_epoch
+        left = (self._planned() - epoch - 1) * per_epoch
         if self.epoch_times and step:
             left += (1 - step / self.cfg.steps_per_epoch) * per_epoch
         if self.cfg.max_minutes > 0:
@@ -86,6 +98,11 @@ class Supervisor(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.t_epoch = time.monotonic()
+        if self.cfg.lr_schedule == "budget":
+            # Epochs from the budget: the learning rate follows the share of the time used
+            # (halved at 50 / 75 / 90 %), so the run anneals whatever the speed of the machine.
+            steps = sum(self._budget_used() >= f for f in BUDGET_DECAY_AT)
+            self.model.optimizer.learning_rate = self.cfg.learning_rate * self.cfg.lr_decay**steps
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
@@ -95,7 +112,7 @@ class Supervisor(keras.callbacks.Callback):
             self.progress.emit(
                 "step",
                 epoch=self.state["epoch"] + 1,
-                epochs=self.cfg.epochs,
+                epochs=self._planned(),
                 step=batch + 1,
                 steps=self.cfg.steps_per_epoch,
                 loss=float(logs.get("loss", float("nan"))),
@@ -135,7 +152,7 @@ class Supervisor(keras.callbacks.Callback):
         log.info(
             "epoch %d/%d loss %.4f dice %.3f val_loss %.4f val_dice %.3f false-alarm images %d%s",
             epoch + 1,
-            self.cfg.epochs,
+            self._planned(),
             logs.get("loss", float("nan")),
             logs.get("dice", float("nan")),
             logs["val_loss"],
@@ -146,7 +163,7 @@ class Supervisor(keras.callbacks.Callback):
         self.progress.emit(
             "epoch",
             epoch=epoch + 1,
-            epochs=self.cfg.epochs,
+            epochs=self._planned(),
             step=self.cfg.steps_per_epoch,
             steps=self.cfg.steps_per_epoch,
             loss=float(logs.get("loss", float("nan"))),
@@ -160,7 +177,9 @@ class Supervisor(keras.callbacks.Callback):
             elapsed_s=self._elapsed(),
             eta_s=self._eta(epoch),
         )
-        if epoch + 1 - self.state["best_epoch"] >= self.cfg.patience:
+        annealing = self.cfg.lr_schedule != "budget" or self._budget_used() >= BUDGET_DECAY_AT[0]
+        if annealing and epoch + 1 - self.state["best_epoch"] >= self.cfg.patience:
+            # In budget mode the first half runs at the full rate whatever the validation does.
             log.info("early stop: no better validation Dice for %d epochs", self.cfg.patience)
             self.model.stop_training = True
         if self._over_budget():
@@ -168,13 +187,21 @@ class Supervisor(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def defect_pixel_share(arrays: Arrays) -> float:
+    """The share of defect pixels in the training frames (the output bias starts there)."""
+    total = sum(m.size for m in arrays.masks)
+    return float(sum(np.count_nonzero(m) for m in arrays.masks)) / max(1, total)
+
+
 def _optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        cfg.learning_rate,
-        decay_steps=cfg.lr_decay_epochs * cfg.steps_per_epoch,
-        decay_rate=cfg.lr_decay,
-        staircase=True,
-    )
+    schedule: Any = cfg.learning_rate  # budget mode: set per epoch by the Supervisor
+    if cfg.lr_schedule != "budget":
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            cfg.learning_rate,
+            decay_steps=cfg.lr_decay_epochs * cfg.steps_per_epoch,
+            decay_rate=cfg.lr_decay,
+            staircase=True,
+        )
     # Gradient clipping: one outlier batch (a near-flat crop, a saturated BCE pixel) otherwise
     # produced a step large enough to kill the ReLUs, after which the network predicts nothing.
     if cfg.optimizer == "rmsprop":  # UNet_Industrial's choice (centred, momentum 0.8)
@@ -228,6 +255,7 @@ def fit(
                 weight_decay=cfg.weight_decay,
                 classes=len(cfg.class_names),
                 class_head=cfg.class_head,  # type: ignore[arg-type]  # str; build_model refuses others
+                prior=defect_pixel_share(train_arr),
             )
             if cfg.init_from:
                 # Weights only: the new run gets a fresh optimizer and schedule (fine-tuning).

@@ -21,6 +21,7 @@ one-class model) and ``class_probability`` (N x H x W x K).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import keras
@@ -79,18 +80,46 @@ def _up(x: Any, filters: int, wd: float, name: str) -> Any:
     return _conv(filters, 2, wd, f"{name}_upconv")(x)
 
 
-def _head(x: Any, classes: int = 1, class_head: ClassHead = "softmax") -> Any:
-    # float32 output even under mixed_float16: the sigmoid and the loss need the precision.
+def prior_bias(prior: float | None, classes: int, class_head: ClassHead) -> list[float] | None:
+    """Output biases that make the untrained network predict the defect pixel share ``prior``.
+
+    RetinaNet's initialisation (Lin et al. 2017): with a zero bias every pixel starts at p = 0.5
+    (or 1 / (K + 1)), the loss of the background (99.8 % of Magnetic-tile's pixels) swamps the
+    first steps and drove the logits so far down that the ReLUs died and the network predicted
+    nothing, for good (bench/results/class_head.md). Starting at the prior removes that first
+    shock. None (or a prior outside (0, 1)): Keras' zero bias.
+    """
+    if prior is None or not 0.0 < prior < 1.0:
+        return None
+    p = min(max(prior, 1e-4), 0.5)
     if classes <= 1:
-        return layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="probability")(x)
+        return [float(math.log(p / (1 - p)))]
+    if class_head == "softmax":  # background vs K equally likely classes sharing p
+        return [float(math.log((1 - p) * classes / p))] + [0.0] * classes
+    # sigmoid head: the defect map is the largest class sigmoid, so each starts at p
+    return [float(math.log(p / (1 - p)))] * classes
+
+
+def _head(
+    x: Any, classes: int = 1, class_head: ClassHead = "softmax", prior: float | None = None
+) -> Any:
+    # float32 output even under mixed_float16: the sigmoid and the loss need the precision.
+    bias = prior_bias(prior, classes, class_head)
+    init: Any = keras.initializers.Constant(bias) if bias else "zeros"
+    if classes <= 1:
+        return layers.Conv2D(
+            1, 1, activation="sigmoid", dtype="float32", name="probability", bias_initializer=init
+        )(x)
     if class_head == "softmax":
         return layers.Conv2D(
-            classes + 1, 1, activation="softmax", dtype="float32", name="class_scores"
-        )(x)
+            classes + 1, 1, activation="softmax", dtype="float32", name="class_scores",
+            bias_initializer=init,
+        )(x)  # fmt: skip
     if class_head == "sigmoid":
         return layers.Conv2D(
-            classes, 1, activation="sigmoid", dtype="float32", name="class_scores"
-        )(x)
+            classes, 1, activation="sigmoid", dtype="float32", name="class_scores",
+            bias_initializer=init,
+        )(x)  # fmt: skip
     raise ValueError(f"unknown class head {class_head!r} (expected one of {CLASS_HEADS})")
 
 
@@ -130,6 +159,7 @@ def tiny_unet(
     depth: int = 3,
     classes: int = 1,
     class_head: ClassHead = "softmax",
+    prior: float | None = None,
 ) -> keras.Model:
     """3 down blocks (2 conv + max-pool), bottleneck, 3 up blocks (upsample + conv, skip, 2 conv)."""
     inp = keras.Input((None, None, channels), name="image")
@@ -145,7 +175,8 @@ def tiny_unet(
         x = _up(x, f, weight_decay, f"up{level + 1}")
         x = layers.Concatenate(name=f"up{level + 1}_concat")([x, skips[level]])
         x = _double(x, f, weight_decay, f"up{level + 1}")
-    return keras.Model(inp, _head(x, classes, class_head), name=f"tinyunet_f{base_filters}")
+    out = _head(x, classes, class_head, prior)
+    return keras.Model(inp, out, name=f"tinyunet_f{base_filters}")
 
 
 def _industrial_up(x: Any, skip: Any, filters: int, wd: float, name: str) -> Any:
@@ -168,6 +199,7 @@ def unet_industrial(
     weight_decay: float = 1e-5,
     classes: int = 1,
     class_head: ClassHead = "softmax",
+    prior: float | None = None,
 ) -> keras.Model:
     """NVIDIA UNet_Industrial's ``tinyUNet`` variant, layer for layer (1,850,305 parameters).
 
@@ -194,7 +226,7 @@ def unet_industrial(
         x = _industrial_up(x, skips[i], f, weight_decay, f"up{i}")
     x = layers.Concatenate(name="output_concat")([x, skips[0]])
     x = _double(x, 32, weight_decay, "output")
-    return keras.Model(inp, _head(x, classes, class_head), name="unet_industrial")
+    return keras.Model(inp, _head(x, classes, class_head, prior), name="unet_industrial")
 
 
 def build_model(
@@ -205,14 +237,19 @@ def build_model(
     weight_decay: float = 1e-5,
     classes: int = 1,
     class_head: ClassHead = "softmax",
+    prior: float | None = None,
 ) -> keras.Model:
-    """The network; ``classes`` >= 2 gives a multi-class head (see the module docstring)."""
+    """The network; ``classes`` >= 2 gives a multi-class head (see the module docstring);
+    ``prior`` the defect pixel share the output starts at (:func:`prior_bias`)."""
     if architecture == "tinyunet":
         return tiny_unet(
-            channels, base_filters, weight_decay, classes=classes, class_head=class_head
-        )
+            channels, base_filters, weight_decay, classes=classes, class_head=class_head,
+            prior=prior,
+        )  # fmt: skip
     if architecture == "unet_industrial":
-        return unet_industrial(channels, weight_decay, classes=classes, class_head=class_head)
+        return unet_industrial(
+            channels, weight_decay, classes=classes, class_head=class_head, prior=prior
+        )
     raise ValueError(f"unknown architecture {architecture!r} (expected one of {ARCHITECTURES})")
 
 

@@ -39,6 +39,7 @@ class TrainConfig:
     data: str
     out: str
     masks: str | None = None
+    layout: str = "auto"  # dataset layout (training.data.discovery); auto-detected by default
     epochs: int = 60
     image_size: int = 256  # the exported network's (and card's) input side
     crop_size: int = 0  # training crop side; 0 = image_size (smaller crops = more per step)
@@ -67,6 +68,9 @@ class TrainConfig:
     classes: str = "auto"  # "auto" (from the data), a number, or class names "crack,stain"
     class_head: str = "softmax"  # multi-class head: "softmax" or "sigmoid" (training.model)
     class_names: list[str] = field(default_factory=list)  # resolved at the start of training
+    lr_schedule: str = "epochs"  # "epochs" (halve every lr_decay_epochs) or "budget" (keras_loop)
+    auto: list[str] = field(default_factory=list)  # settings to derive from the data (autoconfig)
+    derived: dict[str, str] = field(default_factory=dict)  # what was derived, and why
 
 
 _FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
@@ -181,11 +185,11 @@ def validate(
     }
 
 
-def load_dataset(data: str, masks: str | None) -> Dataset:
+def load_dataset(data: str, masks: str | None, layout: str = "auto") -> Dataset:
     """Discover ``data`` once; the same clear errors and warnings as :func:`find_samples`."""
-    ds = discover(data, masks=masks)
+    ds = discover(data, masks=masks, layout=layout)  # type: ignore[arg-type]  # str; discover refuses unknown layouts
     if ds.blocking or not ds.samples:
-        find_samples(data, masks)  # raises the error naming the file and the fix
+        find_samples(data, masks, layout=layout)  # raises the error naming the file and the fix
     for p in ds.problems:
         log.warning("%s: %s", Path(data) / p.file, p.message)
     return ds
@@ -286,7 +290,7 @@ def train(cfg: TrainConfig, progress: Progress) -> dict[str, Any]:
 
 def _train(cfg: TrainConfig, run: Path, progress: Progress) -> dict[str, Any]:
     t_start = time.monotonic()
-    ds = load_dataset(cfg.data, cfg.masks)
+    ds = load_dataset(cfg.data, cfg.masks, cfg.layout)
     samples = ds.samples
     names, lut = resolve_classes(cfg.classes, ds.classes)
     if cfg.resume and cfg.class_names and cfg.class_names != names:
@@ -300,14 +304,22 @@ def _train(cfg: TrainConfig, run: Path, progress: Progress) -> dict[str, Any]:
         split = load_split(split_path)
     else:
         split = make_split(samples, seed=cfg.seed)
-        split.info["data"] = str(Path(cfg.data).resolve())
+        split.info["data"] = cfg.data  # as given: a run directory records no machine's paths
         save_split(split, split_path)
     if not split.train or not split.val:
         raise DatasetError(f"{cfg.data}: too few images for a train/val split ({len(samples)})")
     if cfg.channels == 0:
         cfg.channels = _detect_channels(samples)
-    save_json(run / "config.json", asdict(cfg))
     log.info("data %s: %s", cfg.data, split.info)
+    if cfg.auto:
+        from training.autoconfig import apply
+
+        cfg.derived = apply(cfg, select(samples, split.train), cfg.auto)
+        if "epochs" in cfg.derived and cfg.max_minutes > 0:
+            cfg.lr_schedule = "budget"
+        for name, reason in cfg.derived.items():
+            log.info("derived %s = %s", name, reason)
+    save_json(run / "config.json", asdict(cfg))
 
     if len(names) > 1:
         k = len(names)

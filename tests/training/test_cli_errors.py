@@ -159,3 +159,14 @@ def test_an_unexpected_failure_keeps_its_traceback_and_exit_1(
     assert cli.main(["synth", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError: a bug" in err
+
+
+def test_train_and_evaluate_take_a_forced_layout(dataset: Path, tmp_path: Path) -> None:
+    """--layout overrides the detection in train and evaluate as in data; a layout that does
+    not fit is one line naming it, exit 2."""
+    line = _one_line(_run("train", "--data", str(dataset), "--out", str(tmp_path / "r"),
+                          "--layout", "mvtec", "--epochs", "1"))  # fmt: skip
+    assert "mvtec" in line.lower()
+    line = _one_line(_run("evaluate", "--model", str(tmp_path / "m.onnx"), "--data", str(dataset),
+                          "--layout", "zigzag"))  # fmt: skip
+    assert "zigzag" in line

@@ -98,3 +98,15 @@ def test_operating_point_prefers_better_dice_when_safely_separable() -> None:
                                  thresholds=(0.3, 0.5))  # fmt: skip
     assert op["threshold"] == pytest.approx(0.3) and op["val_dice"] == pytest.approx(1.0)
     assert op["min_area_px"] == 200  # ceil((0 + 400) / 2)
+
+
+def test_recall_at_false_alarm_rate_reads_the_ranking() -> None:
+    from engines.scoring import recall_at_fpr
+
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], bool)
+    scores = np.array([9, 8, 5, 0, 7, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], float)
+    assert recall_at_fpr(scores, labels, 0.0) == 0.5  # cut at 8: two found, no false alarm
+    assert recall_at_fpr(scores, labels, 1 / 16) == 0.75  # cut at 5 lets one good part through
+    # the image without a blob (score 0) is never found: no cut-off flags "nothing"
+    assert recall_at_fpr(scores, labels, 1.0) == 0.75
+    assert recall_at_fpr(scores, np.zeros(20, bool), 0.5) == 0.0

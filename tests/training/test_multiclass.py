@@ -203,3 +203,20 @@ def test_cli_names_the_classes_the_data_holds(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "--classes 3: the data holds 2 class(es): blob, scratch" in err[0]
+
+
+@pytest.mark.parametrize(("classes", "head"), [(1, "softmax"), (4, "softmax"), (4, "sigmoid")])
+def test_an_untrained_network_starts_at_the_defect_prior(classes: int, head: str) -> None:
+    """The output bias puts the untrained defect probability at the data's defect pixel share
+    (a zero bias starts at 0.5 and collapsed tiny-defect training to 'nothing anywhere')."""
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).random((2, 64, 64, 1), dtype=np.float32)
+    last = {}
+    for prior in (None, 0.002):
+        model = build_model("tinyunet", base_filters=4, classes=classes, class_head=head,
+                            prior=prior)  # fmt: skip
+        model.layers[-1].kernel.assign(np.zeros(model.layers[-1].kernel.shape, np.float32))
+        defect, _ = split_scores(model(x, training=False), classes, head)  # type: ignore[arg-type]  # literal heads
+        last[prior] = float(np.mean(np.asarray(defect)))
+    assert last[0.002] == pytest.approx(0.002, rel=0.05)
+    assert last[None] > 0.4  # Keras' zero bias: a coin toss on every pixel
