@@ -10,7 +10,7 @@
    child): ``1 - line fps / bare fps``. Variants keep the acquisition thread off the inference
    core (``os.sched_setaffinity`` on the thread's native id).
 2. *DAGM recipe*: ``inspection-station run --headless --recipe resources/recipes/dagm-class1.toml
-   --source folder:DAGM`` over all 575 frames (and with ``--model`` the INT8 variant), with the
+   --source folder:DAGM`` over all 575 frames (and with ``--model`` each other DAGM model), with the
    TensorFlow baseline (TinyUNet-16, 512x512, batch 1) measured in the same run, before and after
    the station runs; the ratio is the station's frames/s over the mean of the two TF figures.
 """
@@ -41,7 +41,15 @@ from bench._machine import (
 )
 
 DAGM_RECIPE = ROOT / "resources" / "recipes" / "dagm-class1.toml"
-INT8_MODEL = ROOT / "resources" / "models" / "dagm-class1-int8.onnx"
+MODELS_DIR = ROOT / "resources" / "models"
+# The recipe as committed first, then the same recipe with each other committed DAGM model
+# (--model), so the table compares them in one run against one TensorFlow baseline.
+DAGM_RUNS = (
+    ("recipe", None),
+    ("fast int8", MODELS_DIR / "dagm-class1-fast-int8.onnx"),
+    ("16-filter fp32", MODELS_DIR / "dagm-class1.onnx"),
+    ("16-filter int8", MODELS_DIR / "dagm-class1-int8.onnx"),
+)
 BARE_FRAMES = 16
 
 
@@ -269,21 +277,20 @@ def dagm_rows(args: argparse.Namespace) -> dict[str, Any]:
         return {"skip": f"{args.data} absent: the DAGM end-to-end run needs the 575 frames"}
     source = f"folder:{args.data}"
     tf_before = run_child({"kind": "tf", "seconds": args.tf_seconds})
-    fp32 = run_cli(source)
-    int8 = run_cli(source, INT8_MODEL) if INT8_MODEL.is_file() else {"skip": "no INT8 model"}
+    runs: dict[str, dict[str, Any]] = {}
+    for name, model in DAGM_RUNS:
+        if model is not None and not model.is_file():
+            runs[name] = {"skip": f"{relative(str(model))} not there"}
+            continue
+        print(f"pipeline: DAGM recipe, {name}", file=sys.stderr)
+        runs[name] = run_cli(source, model)
     tf_after = run_child({"kind": "tf", "seconds": args.tf_seconds})
     tf = [r["fps"] for r in (tf_before, tf_after) if "fps" in r]
     tf_fps = sum(tf) / len(tf) if tf else None
-    for row in (fp32, int8):
+    for row in runs.values():
         if "fps" in row and tf_fps:
             row["vs_tf"] = row["fps"] / tf_fps
-    return {
-        "tf_before": tf_before,
-        "tf_after": tf_after,
-        "tf_fps": tf_fps,
-        "fp32": fp32,
-        "int8": int8,
-    }
+    return {"tf_before": tf_before, "tf_after": tf_after, "tf_fps": tf_fps, "runs": runs}
 
 
 def render(machine: Machine, rows: list[dict[str, Any]], dagm: dict[str, Any]) -> str:
@@ -322,18 +329,17 @@ def render(machine: Machine, rows: list[dict[str, Any]], dagm: dict[str, Any]) -
         f"TensorFlow-CPU TinyUNet-16 at 512x512, batch 1, before / after the station runs: "
         f"{tf_txt} frames/s (mean {dagm['tf_fps'] or float('nan'):.2f}).",
         "",
-        "| run | judged | NG | error | frames / s | vs TF | peak RSS MB | command |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| run | model | judged | NG | error | frames / s | vs TF | peak RSS MB | command |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for name in ("fp32", "int8"):
-        r = dagm[name]
+    for name, r in dagm["runs"].items():
         if "skip" in r:
-            lines.append(f"| {name} | skipped: {r['skip']} |||||||")
+            lines.append(f"| {name} | skipped: {r['skip']} ||||||||")
             continue
         vs = f"{r['vs_tf']:.1f}x" if r.get("vs_tf") else "n/a"
         lines.append(
-            f"| {name} | {r['judged']} | {r['ng']} | {r['error']} | {r['fps']:.1f} | {vs} | "
-            f"{r['peak_rss_mb']:.0f} | `{r['command']}` |"
+            f"| {name} | {r['model']} | {r['judged']} | {r['ng']} | {r['error']} | "
+            f"{r['fps']:.1f} | {vs} | {r['peak_rss_mb']:.0f} | `{r['command']}` |"
         )
     return "\n".join(lines) + "\n"
 

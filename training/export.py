@@ -397,7 +397,7 @@ def export_run(
         o_maps = frame_maps(card, run_onnx, frames)
         names = [s.name for s in chosen]
         decisions, more = compare_decisions(
-            k_maps, o_maps, card.threshold, card.min_area_px, names, flip_rate
+            k_maps, o_maps, card.threshold, card.min_area_px, names, flip_rate, tolerance
         )
     except ExportError as exc:  # a broken conversion: no --force for that
         out.unlink(missing_ok=True)
@@ -456,7 +456,7 @@ def export_run(
         # The operating point evaluation adopted is what the station will use: judge it too.
         card = ModelCard.load(card_path_for(out))
         at_op, more = compare_decisions(
-            k_maps, o_maps, card.threshold, card.min_area_px, names, flip_rate
+            k_maps, o_maps, card.threshold, card.min_area_px, names, flip_rate, tolerance
         )
         figures["decisions_at_operating_point"] = at_op
         own = split_copy.resolve() != (run / "split.json").resolve()

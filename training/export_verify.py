@@ -13,7 +13,9 @@ what the station does with the map. Verification therefore has two parts:
    (:func:`engines.predict.predict_class_maps`) with each backend: at the card's threshold and
    minimum area, every frame's verdict (a blob >= min area), its number of defect blobs and the
    argmax classes of those blobs must be identical; pixels that change side of the threshold
-   may be at most ``flip_rate`` of all pixels (1e-5).
+   while lying farther than ``tolerance`` from it may be at most ``flip_rate`` of all pixels
+   (1e-5); a pixel within the tolerance of the threshold may change side under any correct
+   conversion and is only counted.
 
 Measured (resources/models/dagm-class1.onnx rebuilt in Keras, 40 DAGM Class1 test frames,
 10.5 M pixels): max |Δ| 4.3e-5, mean |Δ| 2.3e-8; at threshold 0.5 one pixel flips (its Keras
@@ -156,9 +158,16 @@ def compare_decisions(
     min_area: int,
     names: Sequence[str] = (),
     flip_rate: float = DEFAULT_FLIP_RATE,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> tuple[dict[str, Any], list[str]]:
-    """What the station decides from each backend's maps, frame by frame (module docstring)."""
-    flips = pixels = 0
+    """What the station decides from each backend's maps, frame by frame (module docstring).
+
+    A pixel whose Keras value lies within ``tolerance`` of the threshold may change side under
+    any correct conversion (it is counted as ``pixels_on_edge``); only flips of pixels clearly on
+    one side count against ``flip_rate`` (a synthetic run was refused for 1 such edge pixel of
+    65,536, at max |Δ| 2.2e-4, bench/results/class_head.md).
+    """
+    flips = pixels = edge = 0
     verdicts: list[str] = []
     blobs: list[str] = []
     diffs = []
@@ -167,7 +176,10 @@ def compare_decisions(
         diffs.append(np.abs(kp - op))
         k_mask, k_blobs = _defect_blobs(kp, kc, threshold, min_area)
         o_mask, o_blobs = _defect_blobs(op, oc, threshold, min_area)
-        flips += int(np.count_nonzero(k_mask != o_mask))
+        changed = k_mask != o_mask
+        near = np.abs(kp - np.float32(threshold)) <= tolerance
+        edge += int(np.count_nonzero(changed & near))
+        flips += int(np.count_nonzero(changed & ~near))
         pixels += k_mask.size
         if bool(k_blobs) != bool(o_blobs):
             verdicts.append(name)
@@ -182,6 +194,7 @@ def compare_decisions(
         "frame_mean_abs_diff": float(d.mean()),
         "pixels": pixels,
         "pixels_flipped": flips,
+        "pixels_on_edge": edge,
         "flip_rate_limit": flip_rate,
         "verdicts_differ": verdicts,
         "blobs_differ": blobs,
@@ -191,8 +204,8 @@ def compare_decisions(
         raise ExportError("the ONNX model gives non-finite probabilities on real frames")
     if flips > flip_rate * max(pixels, 1):
         problems.append(
-            f"{flips} of {pixels} pixels flip at threshold {threshold:g} (limit "
-            f"{flip_rate:g} of the pixels)"
+            f"{flips} of {pixels} pixels flip at threshold {threshold:g}, farther than "
+            f"{tolerance:g} from it (limit {flip_rate:g} of the pixels)"
         )
     if verdicts:
         problems.append(

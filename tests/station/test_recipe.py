@@ -155,8 +155,19 @@ def test_demo_recipe() -> None:
 def test_the_dagm_recipe_starts_at_its_model_operating_point() -> None:
     r = load_recipe(demo_recipe_path().with_name("dagm-class1.toml"))
     card = load_card_for(r.model)
-    assert card.name == "dagm-class1" and r.source.spec == ""  # the images are not bundled
+    assert card.name.startswith("dagm-class1") and r.source.spec == ""  # images not bundled
     assert (r.rules.threshold, r.rules.min_area_px) == (card.threshold, card.min_area_px)
+
+
+def test_the_dagm_recipe_runs_a_model_whose_card_reports_the_quality_check() -> None:
+    """Issue 11: whatever the recipe runs is the model whose accuracy its card reports (measured
+    on the held-out split; tests/training/test_dagm.py re-measures each committed model)."""
+    r = load_recipe(demo_recipe_path().with_name("dagm-class1.toml"))
+    card = load_card_for(r.model)
+    m = card.metrics
+    assert m["split"] == "test" and card.precision in ("fp32", "int8")
+    assert (m["operating_point"]["recall"], m["operating_point"]["fp"]) == (1.0, 0)
+    assert m["dice"] >= 0.85 and m["dice_unet_industrial"] >= 0.97
 
 
 def test_dataset_path(tmp_path: Path) -> None:

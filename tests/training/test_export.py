@@ -344,10 +344,27 @@ def test_compare_decisions_names_flips_verdicts_and_classes() -> None:
     figures, problems = compare_decisions(keras, onnx, 0.5, 9, ["x.png", "y.png"], 0.0)
     assert figures["pixels_flipped"] == 1 and figures["verdicts_differ"] == ["x.png"]
     assert figures["blobs_differ"] == ["y.png"]
-    assert any("1 of 800 pixels flip" in p for p in problems)
+    assert any("1 of 800 pixels flip" in p for p in problems)  # 0.9 -> 0.49: far
     assert any("verdict differs on 1 of 2 frames (x.png)" in p for p in problems)
     same, none = compare_decisions(keras, keras, 0.5, 9, flip_rate=0.0)
     assert not none and same["pixels_flipped"] == 0
+
+
+def test_a_pixel_on_the_threshold_may_change_side() -> None:
+    """A Keras value within the tolerance of the threshold changes side under any correct
+    conversion: counted, not refused; the same flip from a value far from it is refused."""
+    from training.export_verify import compare_decisions
+
+    a = np.zeros((20, 20), np.float32)
+    a[5:10, 5:10] = 0.9
+    a[0, 0] = 0.5001  # on the edge: above 0.5 by 1e-4
+    b = a.copy()
+    b[0, 0] = 0.4999
+    figures, problems = compare_decisions([(a, None)], [(b, None)], 0.5, 9, flip_rate=0.0)
+    assert not problems and (figures["pixels_flipped"], figures["pixels_on_edge"]) == (0, 1)
+    a[0, 0] = 0.6  # clearly above: now a real disagreement
+    figures, problems = compare_decisions([(a, None)], [(b, None)], 0.5, 9, flip_rate=0.0)
+    assert figures["pixels_flipped"] == 1 and any("farther than" in p for p in problems)
 
 
 def test_a_run_whose_export_is_refused_keeps_everything_and_says_how_to_export(
