@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--channels", type=int, choices=(0, 1, 3), default=0, help="0 = from the data")
     t.add_argument("--batch-size", type=int, default=None, help="default: from the crop size")
-    t.add_argument("--steps-per-epoch", type=int, default=40)
+    t.add_argument(
+        "--steps-per-epoch", type=int, default=None, help="default: from the validation cost"
+    )
     t.add_argument("--learning-rate", type=float, default=1e-3)
     t.add_argument("--lr-decay", type=float, default=0.5)
     t.add_argument("--lr-decay-epochs", type=int, default=20)
@@ -133,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.keras")
     t.add_argument("--init-from", help="start from the weights of this .keras checkpoint")
+    t.add_argument("--teacher", help="one-class MODEL.onnx whose maps are mixed into the targets")
+    t.add_argument("--teacher-weight", type=float, default=0.5, help="teacher share of a target")
     t.add_argument(
         "--export",
         action=argparse.BooleanOptionalAction,
@@ -217,7 +221,6 @@ def _train(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         base_filters=args.base_filters,
         architecture=args.architecture,
         channels=args.channels,
-        steps_per_epoch=args.steps_per_epoch,
         learning_rate=args.learning_rate,
         lr_decay=args.lr_decay,
         lr_decay_epochs=args.lr_decay_epochs,
@@ -231,6 +234,8 @@ def _train(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         xla=args.xla,
         resume=args.resume,
         init_from=args.init_from,
+        teacher=args.teacher,
+        teacher_weight=args.teacher_weight,
         export=args.export,
         progress=args.progress,
         classes=args.classes,

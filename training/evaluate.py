@@ -248,6 +248,31 @@ def _better(a: dict[str, Any], b: dict[str, Any], min_margin: float) -> bool:
     return (a["margin"], -abs(a["threshold"] - 0.5)) > (b["margin"], -abs(b["threshold"] - 0.5))
 
 
+def _class_rules(
+    val: tuple[Any, Any, Sequence[Sample], Any],
+    test: tuple[Any, Any, Any, NDArray[np.bool_]],
+    data_classes: Sequence[str],
+    model_classes: Sequence[str],
+    threshold: float,
+    min_area: int,
+) -> dict[str, Any]:
+    """``suggested_class_rules`` (chosen on validation) and the image-level confusion they give
+    on the evaluated split (:mod:`training.class_rules`); {} for a one-class model."""
+    from training.class_rules import flag_with_class_rules, suggest_class_rules
+
+    v_probs, v_maps, v_samples, v_masks = val
+    if len(model_classes) < 2:
+        return {}
+    v_truths = [s.labels(m.shape) for s, m in zip(v_samples, v_masks, strict=True)]
+    rules = suggest_class_rules(v_probs, v_maps, v_truths, data_classes, model_classes, threshold)
+    if not rules:
+        return {}
+    probs, maps, _, labels = test
+    flagged = flag_with_class_rules(probs, maps, threshold, min_area, rules, model_classes)
+    row = scoring.confusion_row(threshold, flagged, labels)
+    return {"suggested_class_rules": rules, "class_rules_operating_point": row.as_dict()}
+
+
 def decision_scores(
     probs: Sequence[NDArray[np.float32]], labels: NDArray[np.bool_], threshold: float
 ) -> dict[str, dict[str, float]]:
@@ -322,11 +347,14 @@ def evaluate_model(
     chosen, val, split_info = _split_samples(samples, split_file, split)
 
     val_pred = None
+    v_class_maps: list[NDArray[np.float32] | None] = []
     if val is not None and split != "val":
-        val_pred = predict_samples(engine, val, progress, "val")
+        val_pred = predict_samples(engine, val, progress, "val", class_maps=v_class_maps)
     class_maps: list[NDArray[np.float32] | None] = []
     probs, gt, labels, ms = predict_samples(engine, chosen, progress, split, class_maps=class_maps)
     v_probs, v_masks, v_labels, _ = val_pred or (probs, gt, labels, ms)
+    v_samples = val if val_pred is not None and val is not None else chosen
+    v_class_maps = v_class_maps if val_pred is not None else class_maps
     suggested = suggest_operating_point(
         v_probs, v_labels, masks=v_masks, target_precision=target_precision
     )
@@ -336,6 +364,11 @@ def evaluate_model(
     else:
         threshold, min_area = card.threshold, card.min_area_px
 
+    truths = [s.labels(g.shape) for s, g in zip(chosen, gt, strict=True)]
+    class_rules = _class_rules(
+        (v_probs, v_class_maps, v_samples, v_masks), (probs, class_maps, truths, labels),
+        dataset.classes, card.class_names, threshold, min_area,
+    )  # fmt: skip
     table = scoring.threshold_table(probs, labels, THRESHOLDS, min_area)
     scores = scoring.image_scores(probs, threshold)
     ap = scoring.average_precision(scores, labels) if labels.any() else float("nan")
@@ -355,12 +388,13 @@ def evaluate_model(
         "operating_point": operating.as_dict(),
         "ap": ap,
         "decision_scores": decision_scores(probs, labels, threshold),
+        **class_rules,
         "suggested": suggested,
         "classes": list(card.class_names),
         **class_report(
             probs,
             class_maps,
-            [s.labels(g.shape) for s, g in zip(chosen, gt, strict=True)],
+            truths,
             dataset.classes,
             card.class_names,
             threshold,

@@ -63,6 +63,8 @@ class TrainConfig:
     xla: bool = True
     resume: bool = False
     init_from: str | None = None  # start from these weights (fine-tuning / retraining)
+    teacher: str | None = None  # one-class ONNX model whose maps are mixed into the targets
+    teacher_weight: float = 0.5  # share of the teacher's map in the target (training.distill)
     export: bool = True
     progress: str = "human"
     classes: str = "auto"  # "auto" (from the data), a number, or class names "crack,stain"
@@ -334,13 +336,22 @@ def _train(cfg: TrainConfig, run: Path, progress: Progress) -> dict[str, Any]:
         log.info("classes %s (%s head)", ", ".join(names), cfg.class_head)
     else:
         train_arr = load_arrays(
-            select(samples, split.train), channels=cfg.channels, scale=cfg.frame_scale
-        )
+            select(samples, split.train), channels=cfg.channels, scale=cfg.frame_scale,
+            soft=cfg.frame_scale < 1.0,
+        )  # fmt: skip
         val_arr = load_arrays(
             select(samples, split.val), channels=cfg.channels, scale=cfg.frame_scale
         )
     if not train_arr.defective.any():
         raise DatasetError(f"{cfg.data}: the training split holds no defective image")
+    if cfg.teacher:
+        from training.distill import distill_targets
+
+        train_arr = distill_targets(
+            train_arr, select(samples, split.train), cfg.teacher, cfg.teacher_weight
+        )
+        log.info("targets: %.2f x teacher %s + labels", cfg.teacher_weight, cfg.teacher)
+    val_arr = _validation_frames(cfg, val_arr)
 
     from training.keras_loop import fit
 
@@ -361,6 +372,38 @@ def _train(cfg: TrainConfig, run: Path, progress: Progress) -> dict[str, Any]:
         summary.update(exported)
     save_json(run / "summary.json", summary)
     return summary
+
+
+def _validation_frames(cfg: TrainConfig, val: Arrays) -> Arrays:
+    """The frames validated every epoch (:func:`training.autoconfig.validation_subset`), and the
+    steps per epoch derived from what validating them costs when they were not given."""
+    from engines.predict import default_overlap
+    from engines.tiling import tile_grid
+    from training.autoconfig import steps_per_epoch, validation_subset
+
+    keep = validation_subset(val.defective.tolist(), cfg.seed)
+    if len(keep) < len(val.names):
+        log.info(
+            "validating on %d of %d validation frames (every defective one)",
+            len(keep), len(val.names),
+        )  # fmt: skip
+        val = Arrays(
+            [val.names[i] for i in keep], [val.images[i] for i in keep],
+            [val.masks[i] for i in keep], val.defective[keep],
+        )  # fmt: skip
+    if "steps_per_epoch" in cfg.auto:
+        tile = cfg.image_size
+        overlap = default_overlap(tile, tile)
+        pixels = sum(
+            len(tile_grid(x.shape[0], x.shape[1], tile, tile, overlap)) * tile * tile
+            for x in val.images
+        )
+        crop = cfg.crop_size or cfg.image_size
+        cfg.steps_per_epoch, why = steps_per_epoch(pixels, cfg.batch_size, crop)
+        cfg.derived["steps_per_epoch"] = f"{cfg.steps_per_epoch}: {why}"
+        log.info("derived steps_per_epoch = %s", cfg.derived["steps_per_epoch"])
+        save_json(Path(cfg.out) / "config.json", asdict(cfg))
+    return val
 
 
 def make_sampler(cfg: TrainConfig, arrays: Arrays) -> BatchSampler:
