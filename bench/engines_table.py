@@ -37,7 +37,13 @@ from bench._variants import (
 )
 from engines import Engine, predict_maps
 
-RANDOM_SHAPES = ((16, 512, 1.0), (16, 256, 0.5), (8, 256, 0.5))  # (filters, input, frame_scale)
+RANDOM_SHAPES = (
+    (16, 512, 1.0),
+    (16, 256, 0.5),
+    (8, 256, 0.5),
+    (16, 128, 0.25),
+    (8, 128, 0.25),
+)  # (filters, input, frame_scale); fmt: skip
 
 
 def frames_for(size: int, n: int) -> list[np.ndarray]:

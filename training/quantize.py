@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,8 @@ def quantize_model(
         "speedup_vs_fp32_cpu": ref["metrics"]["ms_per_frame_cpu"]
         / max(1e-9, var["metrics"]["ms_per_frame_cpu"]),
     }
-    metrics = {**card.metrics, "val": var["metrics"], "fp32_val": ref["metrics"]}
+    metrics = {**_own_test_metrics(card.metrics, dst, calib, masks, progress)}
+    metrics.update(val=var["metrics"], fp32_val=ref["metrics"])
     variant_card = variant_card.with_updates(agreement=agreement, metrics=metrics)
     variant_card.save(card_path_for(dst))
     return {
@@ -223,6 +225,36 @@ def quantize_model(
         "agreement": agreement,
         "val": var["metrics"],
         "fp32_val": ref["metrics"],
+    }
+
+
+def _own_test_metrics(
+    source: dict[str, Any],
+    dst: Path,
+    data: str | Path,
+    masks: str | Path | None,
+    progress: Progress,
+) -> dict[str, Any]:
+    """The variant's own figures on the split its source card reports (never the source's: an
+    INT8 card once carried its FP32 model's test Dice digit for digit); {} when the source card
+    reports none or the split is not recorded beside the variant."""
+    from training.evaluate import evaluate_model
+
+    split = source.get("split")
+    if split not in ("test", "val") or not dst.with_suffix(".split.json").exists():
+        return {}
+    with tempfile.TemporaryDirectory() as out:
+        report = evaluate_model(
+            dst, data, masks=masks, split=split, out_dir=out, progress=progress, examples=0
+        )
+    return {
+        "split": split,
+        "split_file": source.get("split_file") and dst.with_suffix(".split.json").name,
+        **report["pixel"],
+        "ap": report["ap"],
+        "operating_point": report["operating_point"],
+        "pixel_after_min_area": report["pixel_after_min_area"],
+        "ms_per_frame_cpu": report["ms_per_frame"],
     }
 
 

@@ -22,7 +22,10 @@ from .conftest import make_conv_model
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "resources" / "models"
-COMMITTED = ["demo", "dagm-class1", "dagm-class1-int8", "dagm-class1-fp16"]
+COMMITTED = [
+    "demo", "dagm-class1", "dagm-class1-int8", "dagm-class1-fp16", "dagm-class1-fast",
+    "dagm-class1-fast-int8",
+]  # fmt: skip
 
 
 def _frame(h: int = 48, w: int = 56) -> np.ndarray:

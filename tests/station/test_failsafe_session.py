@@ -169,7 +169,8 @@ def test_use_recipe_switches_model_rules_and_the_file_save_writes(world: dict[st
 
 
 def test_a_declared_12_bit_source_is_scaled_by_4095_end_to_end(
-    world: dict[str, Any], tmp_path: Path  # noqa: F811
+    world: dict[str, Any],
+    tmp_path: Path,  # noqa: F811
 ) -> None:
     import cv2
 
