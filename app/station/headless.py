@@ -92,7 +92,27 @@ def prepare_recipe(
     recipe = replace(recipe, source=src)
     if model is not None:
         recipe = replace(recipe, model=Path(model).expanduser().resolve())
+        _warn_other_operating_point(recipe)
     return recipe, offline
+
+
+def _warn_other_operating_point(recipe: Recipe) -> None:
+    """``--model`` keeps the recipe's rules; say so when the model's card chose another operating
+    point (a bench once ran a model at another model's threshold: 76 NG instead of 72)."""
+    from engines.card import load_card_for
+
+    try:
+        card = load_card_for(recipe.model)
+    except Exception:  # a missing or broken card: the engine's load reports it properly
+        return
+    rules = recipe.rules
+    if (card.threshold, card.min_area_px) != (rules.threshold, rules.min_area_px):
+        log.warning(
+            "%s: its card's operating point (threshold %g, minimum area %d px) differs from the "
+            "recipe's rules (threshold %g, minimum area %d px); the recipe's rules judge",
+            recipe.model.name, card.threshold, card.min_area_px, rules.threshold,
+            rules.min_area_px,
+        )  # fmt: skip
 
 
 def run_headless(

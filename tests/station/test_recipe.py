@@ -293,3 +293,24 @@ def test_bad_settings(tmp_path: Path, text: str, match: str) -> None:
     with pytest.raises(SettingsError, match=match) as info:
         load_settings(p, environ={})
     assert str(p) in str(info.value)
+
+
+def test_a_model_override_with_another_operating_point_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``run --model`` keeps the recipe's rules; the log says when the model's card chose others."""
+    from app.station.headless import prepare_recipe
+
+    dagm = demo_recipe_path().with_name("dagm-class1.toml")
+    models = demo_recipe_path().parent.parent / "models"
+    settings = load_settings(environ={"INSPECTION_STATION_HOME": str(tmp_path)})
+    with caplog.at_level("WARNING", logger="app.station.headless"):
+        r, _ = prepare_recipe(dagm, source="folder:.", model=models / "dagm-class1-fast.onnx",
+                              limit=None, settings=settings)  # fmt: skip
+    assert r.rules.threshold == 0.8  # the recipe's rules still judge
+    assert "dagm-class1-fast.onnx: its card's operating point (threshold 0.9" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="app.station.headless"):
+        prepare_recipe(dagm, source="folder:.", model=models / "dagm-class1-int8.onnx",
+                       limit=None, settings=settings)  # fmt: skip
+    assert "operating point" not in caplog.text  # same threshold and minimum area
