@@ -50,6 +50,20 @@ def blob_class_index(
     return index
 
 
+def class_blobs(
+    prob: NDArray[np.float32], cmap: NDArray[np.float32] | None, threshold: float
+) -> tuple[NDArray[np.int32], NDArray[np.int64], NDArray[np.intp]]:
+    """Labels, areas and class index (:func:`blob_class_index`; all 0 for a one-class model) of
+    every 8-connected blob at ``threshold``; index 0 of the areas is the background."""
+    n, raw, stats, _ = cv2.connectedComponentsWithStats(
+        (prob >= np.float32(threshold)).astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
+    )
+    lab: NDArray[np.int32] = np.asarray(raw, np.int32)
+    areas = np.asarray(stats[:, cv2.CC_STAT_AREA], np.int64)
+    index = np.zeros(n, np.intp) if cmap is None else blob_class_index(lab, n, cmap)
+    return lab, areas, index
+
+
 def _components(mask: NDArray[np.bool_]) -> tuple[int, NDArray[np.int32]]:
     n, lab = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
     return int(n), np.asarray(lab, np.int32)

@@ -19,24 +19,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from engines import scoring
-from training.class_metrics import blob_class_index
-
-
-def _blobs(
-    prob: NDArray[np.float32], cmap: NDArray[np.float32], threshold: float
-) -> tuple[NDArray[np.int32], NDArray[np.int64], NDArray[np.intp]]:
-    """Labels, areas and class index of every blob at ``threshold`` (index 0 = background)."""
-    n, raw, stats, _ = cv2.connectedComponentsWithStats(
-        (prob >= threshold).astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
-    )
-    lab: NDArray[np.int32] = np.asarray(raw, np.int32)
-    areas = np.asarray(stats[:, cv2.CC_STAT_AREA], np.int64)
-    return lab, areas, blob_class_index(lab, n, cmap)
+from training.class_metrics import class_blobs
 
 
 def suggest_class_rules(
@@ -55,7 +42,7 @@ def suggest_class_rules(
     found_min: dict[str, int | None] = dict.fromkeys(model_classes, None)
     for prob, cmap, truth in zip(probs, class_maps, truths, strict=True):
         assert cmap is not None
-        lab, areas, index = _blobs(prob, cmap, threshold)
+        lab, areas, index = class_blobs(prob, cmap, threshold)
         good = not truth.any()
         for blob in range(1, len(areas)):
             if index[blob] < 0:
@@ -99,7 +86,7 @@ def flag_with_class_rules(
         if cmap is None:
             flagged.append(scoring.decide(prob, threshold, min_area))
             continue
-        _, areas, index = _blobs(prob, cmap, threshold)
+        _, areas, index = class_blobs(prob, cmap, threshold)
         hit = False
         for blob in range(1, len(areas)):
             name = model_classes[int(index[blob])] if index[blob] >= 0 else None

@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -137,18 +136,12 @@ def _defect_blobs(
 ) -> tuple[NDArray[np.bool_], list[int]]:
     """The mask at ``threshold`` and the sorted class index of every blob >= ``min_area``
     (0 for a one-class model), the way the station's judge sees them."""
-    from training.class_metrics import blob_class_index
+    from training.class_metrics import class_blobs
 
-    mask = prob >= np.float32(threshold)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(
-        mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
-    )
-    keep = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= max(1, int(min_area)))
+    labels, areas, index = class_blobs(prob, cmap, threshold)
+    keep = np.flatnonzero(areas >= max(1, int(min_area)))
     keep = keep[keep > 0]
-    if cmap is None:
-        return mask, [0] * len(keep)
-    index = blob_class_index(np.asarray(labels, np.int32), n, cmap)
-    return mask, sorted(int(index[i]) for i in keep)
+    return labels > 0, sorted(int(index[i]) for i in keep)
 
 
 def compare_decisions(

@@ -321,7 +321,6 @@ def _train(cfg: TrainConfig, run: Path, progress: Progress) -> dict[str, Any]:
             cfg.lr_schedule = "budget"
         for name, reason in cfg.derived.items():
             log.info("derived %s = %s", name, reason)
-    save_json(run / "config.json", asdict(cfg))
 
     if len(names) > 1:
         k = len(names)
@@ -352,6 +351,7 @@ def _train(cfg: TrainConfig, run: Path, progress: Progress) -> dict[str, Any]:
         )
         log.info("targets: %.2f x teacher %s + labels", cfg.teacher_weight, cfg.teacher)
     val_arr = _validation_frames(cfg, val_arr)
+    save_json(run / "config.json", asdict(cfg))  # with every derived setting
 
     from training.keras_loop import fit
 
@@ -402,7 +402,6 @@ def _validation_frames(cfg: TrainConfig, val: Arrays) -> Arrays:
         cfg.steps_per_epoch, why = steps_per_epoch(pixels, cfg.batch_size, crop)
         cfg.derived["steps_per_epoch"] = f"{cfg.steps_per_epoch}: {why}"
         log.info("derived steps_per_epoch = %s", cfg.derived["steps_per_epoch"])
-        save_json(Path(cfg.out) / "config.json", asdict(cfg))
     return val
 
 
