@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.station._pin_cli import add_set_pin_parser
 
     add_set_pin_parser(sub)
+    from app.station._recipe_cli import add_parser as add_new_recipe_parser
+
+    add_new_recipe_parser(sub)
     return parser
 
 
@@ -182,6 +185,12 @@ def _cmd_set_pin(args: argparse.Namespace) -> int:
     return cmd_set_pin(args)
 
 
+def _cmd_new_recipe(args: argparse.Namespace) -> int:
+    from app.station._recipe_cli import cmd_new_recipe
+
+    return cmd_new_recipe(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code."""
     parser = build_parser()
@@ -202,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gui": cmd_gui,
             "audit": _cmd_audit,
             "set-pin": _cmd_set_pin,
+            "new-recipe": _cmd_new_recipe,
         }
         return handlers[args.command](args)
     except SettingsError as exc:

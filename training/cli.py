@@ -114,7 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="time budget (0 = none; default 40 without --epochs)",
     )
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="split (unless --split) and weights seed")
+    t.add_argument(
+        "--split",
+        dest="split_file",
+        help="train on this split.json (e.g. MODEL.split.json) instead of a seeded new one",
+    )
     t.add_argument("--amp", action="store_true", help="mixed precision (float16 compute)")
     t.add_argument(
         "--xla",
@@ -155,7 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--split-file", help="split.json to use instead of the model's own (to compare models)"
     )
     e.add_argument("--out", help="report folder (default: RUN/report, or a temp folder for a file)")
-    e.add_argument("--target-precision", type=float, default=1.0)
+    e.add_argument(
+        "--max-false-alarm-rate",
+        type=float,
+        default=0.02,
+        help="where no threshold separates the validation images: the best recall at this "
+        "share of defect-free images flagged (default 0.02)",
+    )
     e.add_argument("--examples", type=int, default=4, help="overlay PNGs per TP/FP/FN kind")
     _common(e)
 
@@ -230,6 +241,7 @@ def _train(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         patience=args.patience,
         max_minutes=budget,
         seed=args.seed,
+        split_file=args.split_file,
         amp=args.amp,
         xla=args.xla,
         resume=args.resume,
@@ -320,6 +332,7 @@ def _data(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
 _PATHS = (
     ("train", "data", "dir", "the dataset folder"),
     ("train", "masks", "dir", "the folder of masks, or leave --masks out"),
+    ("train", "split_file", "file", "a split.json written by training (MODEL.split.json)"),
     ("train", "init_from", "file", "a .keras checkpoint, e.g. RUN/checkpoints/best.keras"),
     ("evaluate", "model", "any", "an .onnx model (card beside it) or a train --out folder"),
     ("evaluate", "data", "dir", "the dataset folder"),

@@ -165,7 +165,7 @@ def suggest_operating_point(
     labels: NDArray[np.bool_],
     *,
     masks: Sequence[NDArray[np.bool_]] | None = None,
-    target_precision: float = 1.0,
+    max_false_alarm_rate: float = 0.02,
     thresholds: Sequence[float] = THRESHOLDS,
     min_margin: float = 2.0,
 ) -> dict[str, Any]:
@@ -179,7 +179,10 @@ def suggest_operating_point(
     a comfortable ratio ``defect_min / max(normal_max, 1) >= min_margin`` the one with the best
     Dice on the defective images wins when ``masks`` are given (segmentation quality decides once
     the decision is safe), else the widest ratio. Where no threshold separates, the (threshold,
-    area) pair with the best recall at ``target_precision`` is taken (best F1 if none reaches it).
+    area) pair with the best recall among those flagging at most ``max_false_alarm_rate`` of the
+    defect-free images is taken (fewer false alarms break ties). "No false alarm at all" would
+    pick a point that finds almost nothing on a weak model; a line states the false-alarm rate it
+    can live with (2 % by default, the rate the project's targets are set at).
     """
     labels = np.asarray(labels, bool)
     best: dict[str, Any] | None = None
@@ -216,11 +219,7 @@ def suggest_operating_point(
         for area in sorted({int(s) for s in scores if s > 0}):
             flagged = scores >= area
             row = scoring.confusion_row(t, flagged, labels)
-            f1 = 2 * row.precision * row.recall / max(1e-9, row.precision + row.recall)
-            key = (
-                row.precision >= target_precision,
-                row.recall if row.precision >= target_precision else f1,
-            )
+            key = (row.fpr <= max_false_alarm_rate + 1e-12, row.recall, -row.fpr)
             if fallback is None or key > fallback["_key"]:
                 fallback = {
                     "threshold": float(t),
@@ -230,11 +229,12 @@ def suggest_operating_point(
                     "defect_min_area": defect_min,
                     "precision": row.precision,
                     "recall": row.recall,
+                    "false_alarm_rate": row.fpr,
                     "_key": key,
                 }
     chosen = best or fallback or {"threshold": 0.5, "min_area_px": 1, "separable": False}
     chosen.pop("_key", None)
-    chosen["target_precision"] = target_precision
+    chosen["max_false_alarm_rate"] = max_false_alarm_rate
     return chosen
 
 
@@ -320,7 +320,7 @@ def evaluate_model(
     out_dir: str | Path | None = None,
     progress: Progress | None = None,
     adopt_operating_point: bool = False,
-    target_precision: float = 1.0,
+    max_false_alarm_rate: float = 0.02,
     examples: int = 4,
     split_file: str | Path | None = None,
     layout: str = "auto",
@@ -356,7 +356,7 @@ def evaluate_model(
     v_samples = val if val_pred is not None and val is not None else chosen
     v_class_maps = v_class_maps if val_pred is not None else class_maps
     suggested = suggest_operating_point(
-        v_probs, v_labels, masks=v_masks, target_precision=target_precision
+        v_probs, v_labels, masks=v_masks, max_false_alarm_rate=max_false_alarm_rate
     )
     suggested["basis"] = "val" if split not in ("val", "all") else split
     if adopt_operating_point or model.is_dir():
@@ -445,7 +445,7 @@ def evaluate_cli(args: Any, progress: Progress) -> dict[str, Any]:
         split=args.split,
         out_dir=args.out,
         progress=progress,
-        target_precision=args.target_precision,
+        max_false_alarm_rate=args.max_false_alarm_rate,
         examples=args.examples,
         split_file=args.split_file,
         layout=args.layout,

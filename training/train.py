@@ -59,6 +59,7 @@ class TrainConfig:
     patience: int = 15
     max_minutes: float = 0.0  # 0 = no time budget
     seed: int = 0
+    split_file: str | None = None  # train on this split (a model's) instead of a seeded new one
     amp: bool = False
     xla: bool = True
     resume: bool = False
@@ -304,6 +305,13 @@ def _train(cfg: TrainConfig, run: Path, progress: Progress) -> dict[str, Any]:
     split_path = run / "split.json"
     if cfg.resume and split_path.is_file():
         split = load_split(split_path)
+    elif cfg.split_file:
+        # Another model's split: the new model is measured on the same test images.
+        split = load_split(cfg.split_file)
+        for part in (split.train, split.val, split.test):
+            select(samples, part)  # a name the data does not hold = one-line error
+        split.info["split_from"] = cfg.split_file
+        save_split(split, split_path)
     else:
         split = make_split(samples, seed=cfg.seed)
         split.info["data"] = cfg.data  # as given: a run directory records no machine's paths

@@ -41,6 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.station.inspection import Defect, Inspection, Rules, Zone
+from engines.scoring import components
 
 __all__ = ["binary_mask", "blob_classes", "class_mask", "judge", "point_in_zone"]
 
@@ -71,13 +72,10 @@ def _threshold(p: NDArray[np.float32], threshold: float) -> NDArray[np.uint8]:
 
 
 def _blobs(p: NDArray[np.float32], mask: NDArray[np.uint8]) -> _Blobs:
-    n, cv_labels, cv_stats, cv_centroids = cv2.connectedComponentsWithStats(
-        mask, connectivity=8, ltype=cv2.CV_32S
-    )
-    # Already these dtypes (no copy); asarray gives numpy's types to OpenCV's untyped results.
-    labels = np.asarray(cv_labels, dtype=np.int32)
-    stats = np.asarray(cv_stats, dtype=np.int32)
-    centroids = np.asarray(cv_centroids, dtype=np.float64)
+    n, labels, stats, centroids = components(mask)
+    if n == 1:  # nothing reached the threshold (most frames)
+        none = np.zeros(1, dtype=np.float64)
+        return _Blobs(labels, stats, centroids, none, none.copy())
     on = labels > 0
     lab = labels[on]
     # Only pixels >= threshold are in a blob, so no NaN here; +inf would be, so clip to [0, 1].

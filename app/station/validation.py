@@ -46,7 +46,7 @@ from numpy.typing import NDArray
 
 from engines.predict import predict_maps
 from engines.protocol import Engine
-from engines.scoring import DEFAULT_THRESHOLDS, ThresholdRow, confusion_row
+from engines.scoring import DEFAULT_THRESHOLDS, ThresholdRow, components, confusion_row
 from engines.scoring import pr_curve as _pr_curve
 
 __all__ = ["ValidationCancelled", "ValidationSet", "find_pairs", "mask_is_defective"]
@@ -124,7 +124,7 @@ def _level(threshold: float) -> int:
 
 def _largest_blob(q: NDArray[np.uint8], level: int) -> int:
     mask = (q >= level).view(np.uint8)
-    _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
+    _, _, stats, _ = components(mask)
     return int(stats[1:, cv2.CC_STAT_AREA].max()) if stats.shape[0] > 1 else 0
 
 

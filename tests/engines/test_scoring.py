@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
+from engines import scoring
 from engines.scoring import (
     DEFAULT_THRESHOLDS,
     average_precision,
@@ -114,3 +116,19 @@ def test_dice_and_iou_conventions() -> None:
     assert dice(a.astype(np.uint8) * 255, b) == pytest.approx(0.5)
     with pytest.raises(ValueError):
         dice(a, b[:2])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_components_on_the_bounding_box_equal_opencv_on_the_frame(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((97, 131), np.uint8)
+    if seed:  # seed 0: an empty frame
+        y, x = rng.integers(0, 60, 2)
+        mask[y : y + 30, x : x + 50] = rng.random((30, 50)) > 0.6  # many small blobs
+        mask[0, 130] = seed % 2  # a corner pixel stretches the box on odd seeds
+    n, labels, stats, centroids = scoring.components(mask)
+    ref = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
+    assert n == ref[0]
+    assert np.array_equal(labels, ref[1])
+    assert np.array_equal(stats, ref[2])
+    assert np.allclose(centroids, ref[3])

@@ -170,3 +170,16 @@ def test_train_and_evaluate_take_a_forced_layout(dataset: Path, tmp_path: Path) 
     line = _one_line(_run("evaluate", "--model", str(tmp_path / "m.onnx"), "--data", str(dataset),
                           "--layout", "zigzag"))  # fmt: skip
     assert "zigzag" in line
+
+
+def test_a_split_naming_images_the_data_lacks_is_one_line(tmp_path: Path) -> None:
+    dataset = tmp_path / "d"
+    generate(dataset, 6, size=(32, 40), defect_ratio=0.5, seed=0)
+    split = tmp_path / "other.split.json"
+    split.write_text(json.dumps({"train": ["ghost_part"], "val": [], "test": []}))
+    line = _one_line(_run("train", "--data", str(dataset), "--out", str(tmp_path / "r"),
+                          "--split", str(split), "--epochs", "1"))  # fmt: skip
+    assert "ghost_part" in line and "not in the dataset" in line
+    line = _one_line(_run("train", "--data", str(dataset), "--out", str(tmp_path / "r"),
+                          "--split", str(tmp_path / "none.json"), "--epochs", "1"))  # fmt: skip
+    assert "none.json" in line

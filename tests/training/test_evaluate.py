@@ -71,6 +71,22 @@ def test_operating_point_when_nothing_separates() -> None:
     assert not op["separable"] and op["min_area_px"] >= 1
 
 
+def test_without_separation_the_best_recall_within_the_false_alarm_rate_wins() -> None:
+    # defects of 3, 4, 6, 7 px side; one of 50 good images carries a 5 px false blob
+    defects = [_map([(0, 0, side, 0.9)]) for side in (3, 4, 6, 7)]
+    goods = [_map([(0, 0, 5, 0.9)])] + [_map([]) for _ in range(49)]
+    labels = np.array([True] * 4 + [False] * 50)
+    probs = defects + goods
+    op = suggest_operating_point(probs, labels, thresholds=(0.5,))
+    # 1 false alarm in 50 = 2 %: every defect is found at the smallest defect's area
+    assert not op["separable"] and op["min_area_px"] == 9
+    assert op["recall"] == 1.0 and op["false_alarm_rate"] == pytest.approx(0.02)
+    # no false alarm allowed: only the two defects larger than the false blob
+    strict = suggest_operating_point(probs, labels, thresholds=(0.5,), max_false_alarm_rate=0.0)
+    assert strict["min_area_px"] == 36 and strict["recall"] == 0.5
+    assert strict["false_alarm_rate"] == 0.0
+
+
 def test_pixel_metrics_honest_and_unet_industrial(handmade: tuple) -> None:
     probs, _, masks = handmade
     m = pixel_metrics(probs, masks, threshold=0.5)

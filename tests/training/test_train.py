@@ -113,6 +113,25 @@ def test_resume_continues_from_the_last_checkpoint(tiny_run: Path, tmp_path: Pat
     assert [h["epoch"] for h in history] == [1, 2, 3]
 
 
+def test_a_given_split_is_trained_on_as_is(tiny_run: Path, tmp_path: Path) -> None:
+    """--split: another seed, the same images in train / val / test (models compared fairly)."""
+    from training.progress import Progress
+    from training.train import TrainConfig, train
+
+    given = json.loads((tiny_run / "split.json").read_text())
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    cfg.update(out=str(tmp_path / "again"), epochs=1, steps_per_epoch=1, seed=7,
+               split_file=str(tiny_run / "split.json"))  # fmt: skip
+    train(TrainConfig(**cfg), Progress("none"))
+    got = json.loads((tmp_path / "again" / "split.json").read_text())
+    assert [got[k] for k in ("train", "val", "test")] == [
+        given[k] for k in ("train", "val", "test")
+    ]
+    assert got["info"]["split_from"] == str(tiny_run / "split.json")
+    fresh = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert fresh["seed"] == 7
+
+
 def test_mixed_precision_model_keeps_float32_output() -> None:
     import keras
 
