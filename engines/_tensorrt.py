@@ -182,6 +182,7 @@ class TensorRTEngine:
         self._buffers: list[_Buffer] = []
         self._stream: Any = None
         self._context: Any = None
+        self._cls: _Buffer | None = None  # the class output of a multi-class model
         trt = import_tensorrt(self.path)
         self._cudart = cudart = import_cudart(self.path)
         if not self.path.is_file():
@@ -218,7 +219,23 @@ class TensorRTEngine:
             raise ModelLoadError(
                 f"{path}: no output named {card.output_name!r} (engine has {outputs})"
             )
-        for name in (card.input_name, card.output_name):
+        io = [card.input_name, card.output_name]
+        if card.class_output_name:  # a multi-class model: N x H x W x K class probabilities
+            k = len(card.class_names)
+            if card.class_output_name not in outputs:
+                raise ModelLoadError(
+                    f"{path}: no class output {card.class_output_name!r} (engine has {outputs}); "
+                    f"the card names {k} classes"
+                )
+            cls_shape = _shape(engine.get_tensor_shape(card.class_output_name))
+            if len(cls_shape) != 4 or cls_shape[1:] != (card.input_height, card.input_width, k):
+                raise ModelLoadError(
+                    f"{path}: class output {card.class_output_name!r} has shape {cls_shape}, "
+                    f"expected (N, {card.input_height}, {card.input_width}, {k}): one channel "
+                    "per card class name"
+                )
+            io.append(card.class_output_name)
+        for name in io:
             dtype = engine.get_tensor_dtype(name)
             if dtype != trt.DataType.FLOAT:
                 raise ModelLoadError(f"{path}: tensor {name!r} is {dtype}, expected float32 I/O")
@@ -264,20 +281,30 @@ class TensorRTEngine:
                     self._in = buf
                 elif name == card.output_name:
                     self._out = buf
+                elif name == card.class_output_name:
+                    self._cls = buf
         except CudaError as exc:
             raise ModelLoadError(
                 f"{path}: allocating buffers on {self.gpu} failed ({exc})"
             ) from None
 
     def _probe(self) -> None:
-        out = self.infer(np.zeros((1, *self.card.input_shape), dtype=np.float32))
+        outs = self._chunked(
+            np.zeros((1, *self.card.input_shape), dtype=np.float32), classes=self._cls is not None
+        )
+        out = outs[0]
         if out.shape != (1, self.card.input_height, self.card.input_width, 1):
             raise ModelLoadError(f"{self.path}: output shape {out.shape} for one tile")
-        fault = output_fault(out)  # a NaN-producing graph fails here even without a golden
+        # a NaN-producing graph fails here even without a golden
+        fault = next((f for f in map(output_fault, outs) if f is not None), None)
         if fault is not None:
             raise ModelLoadError(f"{self.path}: a test inference on a blank tile: {fault}")
 
-    def _run_chunk(self, chunk: NDArray[np.float32]) -> NDArray[np.float32]:
+    def _run_chunk(
+        self, chunk: NDArray[np.float32], classes: bool = False
+    ) -> list[NDArray[np.float32]]:
+        """The defect probabilities of ``chunk`` (and its class probabilities with ``classes``);
+        only the outputs asked for are copied back from the GPU."""
         cudart, ctx, card = self._cudart, self._context, self.card
         n = chunk.shape[0]
         run_n = max(n, self.min_batch)  # a profile minimum above 1 is met by zero padding
@@ -290,7 +317,7 @@ class TensorRTEngine:
                 f"[{self.min_batch}, {self.max_batch}]"
             )
         item_in = self._in.nbytes // self.max_batch
-        item_out = self._out.nbytes // self.max_batch
+        wanted = [self._out] + ([self._cls] if classes and self._cls is not None else [])
         h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         cuda_check(
@@ -302,19 +329,35 @@ class TensorRTEngine:
         )
         if not ctx.execute_async_v3(int(self._stream)):
             raise RuntimeError(f"{self.path}: execute_async_v3 failed ({self._logger.last()})")
-        cuda_check(
-            cudart,
-            cudart.cudaMemcpyAsync(
-                self._out.host_ptr, self._out.device_ptr, item_out * run_n, d2h, self._stream
-            ),
-            "D2H copy",
-        )
+        for out in wanted:
+            item_out = out.nbytes // self.max_batch
+            cuda_check(
+                cudart,
+                cudart.cudaMemcpyAsync(
+                    out.host_ptr, out.device_ptr, item_out * run_n, d2h, self._stream
+                ),
+                "D2H copy",
+            )
         cuda_check(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
-        return np.array(self._out.array()[:n], dtype=np.float32)  # copy out of the reused buffer
+        # copies out of the reused buffers
+        return [np.array(out.array()[:n], dtype=np.float32) for out in wanted]
 
     def infer(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         """``N x H x W x C`` float32 in [0, 1] -> ``N x H x W x 1``; N above the profile's
         maximum is run in chunks."""
+        return self._chunked(batch, classes=False)[0]
+
+    def infer_classes(
+        self, batch: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """``(N x H x W x 1 defect probabilities, N x H x W x K class probabilities)`` of a
+        multi-class model (card ``class_output_name``); see :func:`engines.predict_class_maps`."""
+        if not self.card.class_output_name:
+            raise ValueError(f"{self.path}: the card names no class output")
+        prob, cls = self._chunked(batch, classes=True)
+        return prob, cls
+
+    def _chunked(self, batch: NDArray[np.float32], classes: bool) -> list[NDArray[np.float32]]:
         if self._context is None:
             raise RuntimeError(f"{self.path}: engine is closed")
         batch = np.ascontiguousarray(batch, dtype=np.float32)
@@ -323,19 +366,23 @@ class TensorRTEngine:
                 f"batch shape {batch.shape} does not match Nx{self.card.input_height}"
                 f"x{self.card.input_width}x{self.card.channels}"
             )
-        outs = [
-            self._run_chunk(batch[i : i + self.max_batch])
+        parts = [
+            self._run_chunk(batch[i : i + self.max_batch], classes)
             for i in range(0, batch.shape[0], self.max_batch)
         ]
-        if not outs:
-            return np.zeros((0, self.card.input_height, self.card.input_width, 1), np.float32)
-        return np.concatenate(outs)
+        if not parts:
+            h, w = self.card.input_height, self.card.input_width
+            k = len(self.card.class_names)
+            empty = [np.zeros((0, h, w, 1), np.float32)]
+            return empty + ([np.zeros((0, h, w, k), np.float32)] if classes else [])
+        return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
 
     def close(self) -> None:
         """Free GPU and pinned memory and the stream; safe to call twice."""
         for buf in self._buffers:
             buf.free()
         self._buffers = []
+        self._cls = None
         if self._stream is not None:
             self._cudart.cudaStreamDestroy(self._stream)
             self._stream = None

@@ -176,12 +176,20 @@ def build_serialized(
 def compare_engines(
     reference: Any, candidate: Any, images: Sequence[NDArray], *, max_batch: int
 ) -> float:
-    """Max |Δ| between the two engines' full-resolution maps on ``images``."""
-    from engines.predict import predict_maps
+    """Max |Δ| between the two engines' full-resolution maps on ``images``: the defect maps
+    and, for a multi-class model, the class maps."""
+    from engines.predict import predict_class_maps
 
-    ref = predict_maps(reference, images, max_batch=max_batch)
-    got = predict_maps(candidate, images, max_batch=max_batch)
-    return float(max(np.max(np.abs(a - b)) for a, b in zip(ref, got, strict=True)))
+    ref = predict_class_maps(reference, images, max_batch=max_batch)
+    got = predict_class_maps(candidate, images, max_batch=max_batch)
+    diffs = []
+    for (a, a_cls), (b, b_cls) in zip(ref, got, strict=True):
+        diffs.append(np.max(np.abs(a - b)))
+        if (a_cls is None) != (b_cls is None):
+            raise BuildError("one engine gives a class map, the other none")
+        if a_cls is not None and b_cls is not None:
+            diffs.append(np.max(np.abs(a_cls - b_cls)))
+    return float(max(diffs))
 
 
 def build_engine(

@@ -60,7 +60,16 @@ class _Context:
         src = (ctypes.c_float * (n * h * w * c)).from_address(self.addresses[self.spec["input"]])
         dst = (ctypes.c_float * (n * h * w)).from_address(self.addresses[self.spec["output"]])
         x = np.frombuffer(src, dtype=np.float32).reshape(n, h, w, c)
-        np.frombuffer(dst, dtype=np.float32)[:] = x.mean(axis=3).ravel()
+        mean = x.mean(axis=3)
+        np.frombuffer(dst, dtype=np.float32)[:] = mean.ravel()
+        if self.spec.get("class_output"):  # (mean, 1 - mean, 0, ...): test_multiclass_predict's
+            k = self.spec["classes"]
+            cls_address = self.addresses[self.spec["class_output"]]
+            cls = (ctypes.c_float * (n * h * w * k)).from_address(cls_address)
+            probs = np.zeros((n, h, w, k), np.float32)
+            probs[..., 0] = mean
+            probs[..., 1] = 1.0 - mean
+            np.frombuffer(cls, dtype=np.float32)[:] = probs.ravel()
         self.executed_batches.append(n)
         return True
 
@@ -68,11 +77,14 @@ class _Context:
 class _Engine:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
-        self.num_io_tensors = 2
+        self.names = [spec["input"], spec["output"]] + (
+            [spec["class_output"]] if spec.get("class_output") else []
+        )
+        self.num_io_tensors = len(self.names)
         self.contexts: list[_Context] = []
 
     def get_tensor_name(self, i: int) -> str:
-        return [self.spec["input"], self.spec["output"]][i]
+        return self.names[i]
 
     def get_tensor_mode(self, name: str) -> str:
         return TensorIOMode.INPUT if name == self.spec["input"] else TensorIOMode.OUTPUT
@@ -82,6 +94,8 @@ class _Engine:
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
         h, w, c = self.spec["hwc"]
+        if name == self.spec.get("class_output"):
+            return (-1, h, w, self.spec["classes"])
         return (-1, h, w, c) if name == self.spec["input"] else (-1, h, w, 1)
 
     def get_tensor_profile_shape(self, name: str, profile: int) -> list[tuple[int, ...]]:
@@ -113,6 +127,7 @@ class _Network:
     def __init__(self) -> None:
         self.inputs: list[Any] = []
         self.output_name = ""
+        self.class_output: tuple[str, int] | None = None
 
     @property
     def num_inputs(self) -> int:
@@ -144,6 +159,9 @@ class OnnxParser:
         dims = [d.dim_value if d.dim_value else -1 for d in inp.type.tensor_type.shape.dim]
         self.network.inputs.append(SimpleNamespace(name=inp.name, shape=tuple(dims)))
         self.network.output_name = model.graph.output[0].name
+        for extra in model.graph.output[1:]:  # a multi-class model's class output
+            dims = [d.dim_value for d in extra.type.tensor_type.shape.dim]
+            self.network.class_output = (extra.name, dims[-1])
         return True
 
 
@@ -209,6 +227,8 @@ class Builder:
             "opt": opt[0],
             "max": hi[0],
         }
+        if network.class_output is not None:
+            spec["class_output"], spec["classes"] = network.class_output
         return MAGIC + json.dumps(spec).encode()
 
 
@@ -278,8 +298,10 @@ def write_plan(
     hi: int = 8,
     input_name: str = "image",
     output_name: str = "probability",
+    class_output_name: str = "",
+    classes: int = 0,
 ) -> Path:
-    spec = {
+    spec: dict[str, Any] = {
         "input": input_name,
         "output": output_name,
         "hwc": list(hwc),
@@ -287,5 +309,7 @@ def write_plan(
         "opt": opt,
         "max": hi,
     }
+    if class_output_name:
+        spec.update(class_output=class_output_name, classes=classes)
     path.write_bytes(MAGIC + json.dumps(spec).encode())
     return path

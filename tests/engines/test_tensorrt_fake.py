@@ -18,6 +18,7 @@ import engines
 import engines._tensorrt as trt_backend
 from engines.build import BuildError, build_engine
 from engines.card import ModelCard, card_path_for
+from engines.predict import predict_class_maps
 from engines.protocol import BackendUnavailable, ModelLoadError
 from tests.engines import fake_tensorrt
 from tests.engines.fake_tensorrt import FakeCudart, write_plan
@@ -133,3 +134,58 @@ def test_build_cli_success_prints_json(
     assert main(["build", "--onnx", str(mean_model), "--out", str(out), "--max-batch", "4"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["engine"] == str(out) and summary["max_abs_diff"] < 1e-6
+
+
+CLASS_CARD = CARD.with_updates(
+    class_names=("crack", "stain", "spot"), class_output_name="class_probability"
+)
+
+
+def test_class_output_reaches_the_judge(cudart: FakeCudart, tmp_path: Path) -> None:
+    """A multi-class engine: infer_classes gives both outputs, infer copies back only the
+    defect map, and predict_class_maps stitches the class map as with ONNX Runtime."""
+    path = _plan(tmp_path, card=CLASS_CARD, hi=4, class_output_name="class_probability",
+                 classes=3)  # fmt: skip
+    engine = engines.load_engine(path)
+    batch = np.random.default_rng(1).random((6, 32, 32, 1), dtype=np.float32)
+    d2h = len([1 for kind, _ in cudart.copies if kind == 2])
+    prob, cls = engine.infer_classes(batch)
+    assert prob.shape == (6, 32, 32, 1) and cls.shape == (6, 32, 32, 3)
+    np.testing.assert_allclose(cls[..., 0], batch[..., 0], atol=1e-7)
+    np.testing.assert_allclose(cls.sum(axis=-1), 1.0, atol=1e-6)
+    assert len([1 for kind, _ in cudart.copies if kind == 2]) - d2h == 2 * 2  # 2 chunks x 2
+    d2h = len([1 for kind, _ in cudart.copies if kind == 2])
+    np.testing.assert_allclose(engine.infer(batch), prob)
+    assert len([1 for kind, _ in cudart.copies if kind == 2]) - d2h == 2  # the defect map only
+    ((frame_prob, frame_cls),) = predict_class_maps(engine, [np.full((40, 50), 51, np.uint8)])
+    assert frame_cls is not None and frame_cls.shape == (40, 50, 3)
+    np.testing.assert_allclose(frame_cls[..., 0], 0.2, atol=1e-6)
+    np.testing.assert_allclose(frame_prob, 0.2, atol=1e-6)
+    engine.close()
+    assert cudart.live == {}
+
+
+def test_class_output_missing_or_of_another_width_is_refused(
+    cudart: FakeCudart, tmp_path: Path
+) -> None:
+    with pytest.raises(ModelLoadError, match=r"no class output 'class_probability'.*3 classes"):
+        engines.load_engine(_plan(tmp_path, card=CLASS_CARD))
+    with pytest.raises(ModelLoadError, match=r"expected \(N, 32, 32, 3\)"):
+        engines.load_engine(_plan(tmp_path, card=CLASS_CARD,
+                                  class_output_name="class_probability", classes=2))  # fmt: skip
+    assert cudart.live == {}
+
+
+def test_build_of_a_class_model_keeps_and_verifies_the_class_output(
+    cudart: FakeCudart, tmp_path: Path
+) -> None:
+    from tests.engines.test_multiclass_predict import make_class_model
+
+    onnx_path = make_class_model(tmp_path / "classes.onnx")
+    result = build_engine(onnx_path, tmp_path / "classes.engine", max_batch=4)
+    assert result.max_abs_diff < 1e-6  # defect and class maps both compared
+    engine = engines.load_engine(result.engine_path)
+    assert engine.card.class_output_name == "class_probability"
+    _, cls = engine.infer_classes(np.full((1, 32, 32, 1), 0.25, np.float32))
+    np.testing.assert_allclose(cls[0, 0, 0], [0.25, 0.75, 0.0], atol=1e-7)
+    engine.close()
