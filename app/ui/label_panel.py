@@ -77,6 +77,10 @@ class LabelPanel(QWidget):
         top.addWidget(self._discard)
 
         self.canvas = PaintCanvas(self)
+        self.canvas.set_empty_text(
+            "Nothing in the editor. “Pause on this frame” copies the frame shown in the image "
+            "view here, with the model's mask to correct; the line keeps running."
+        )
         self._editing_label = QLabel("")
         self._editing_label.setWordWrap(True)
 

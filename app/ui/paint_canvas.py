@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QSpinBox,
+    QStackedWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -160,12 +161,24 @@ class PaintCanvas(QWidget):
         self._preview.setVisible(False)
         self._vb.addItem(self._preview, ignoreBounds=True)
 
+        # With nothing to edit the view would be a black square: say how to get a frame instead.
+        self._empty = QLabel("Nothing to edit yet.")
+        self._empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._empty.setWordWrap(True)
+        self._stack = QStackedWidget()
+        self._stack.addWidget(self._view)
+        self._stack.addWidget(self._empty)
+
         self._build_toolbar()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(self._bar)
-        lay.addWidget(self._view, 1)
+        lay.addWidget(self._stack, 1)
         self._sync_enabled()
+
+    def set_empty_text(self, text: str) -> None:
+        """What the canvas says while it has no image (how to put one in)."""
+        self._empty.setText(text)
 
     def _build_toolbar(self) -> None:
         self._bar = QHBoxLayout()
@@ -442,6 +455,7 @@ class PaintCanvas(QWidget):
 
     def _sync_enabled(self) -> None:
         enabled = self.has_image
+        self._stack.setCurrentWidget(self._view if enabled else self._empty)
         for btn in self._tool_buttons.values():
             btn.setEnabled(enabled)
         self._clear_btn.setEnabled(enabled)

@@ -175,6 +175,20 @@ def test_save_label_writes_image_and_mask_and_never_overwrites(
     qtbot.waitUntil(lambda: "2 images" in panel.summary.text(), timeout=5000)
 
 
+def test_an_empty_editor_says_how_to_fill_it(
+    qtbot: Any, panel: LabelPanel, session: InspectionSession
+) -> None:
+    """No black square before a frame is paused on: the canvas explains, then shows the frame."""
+    empty, view = panel.canvas._empty, panel.canvas._view
+    assert empty.isVisible() and not view.isVisible()
+    assert "Pause on this frame" in empty.text()
+    panel.set_candidate(_result_with_defect(session))
+    panel.pause_on_candidate()
+    assert view.isVisible() and not empty.isVisible()
+    panel.discard()
+    assert empty.isVisible() and not view.isVisible()
+
+
 def test_mark_false_alarm_saves_an_empty_mask(
     qtbot: Any, panel: LabelPanel, session: InspectionSession
 ) -> None:
