@@ -180,9 +180,9 @@ def suggest_operating_point(
     Dice on the defective images wins when ``masks`` are given (segmentation quality decides once
     the decision is safe), else the widest ratio. Where no threshold separates, the (threshold,
     area) pair with the best recall among those flagging at most ``max_false_alarm_rate`` of the
-    defect-free images is taken (fewer false alarms break ties). "No false alarm at all" would
-    pick a point that finds almost nothing on a weak model; a line states the false-alarm rate it
-    can live with (2 % by default, the rate the project's targets are set at).
+    defect-free images is taken (fewer false alarms, then the better Dice, break ties). "No false
+    alarm at all" would pick a point that finds almost nothing on a weak model; a line states the
+    false-alarm rate it can live with (2 % by default, the rate the project's targets are set at).
     """
     labels = np.asarray(labels, bool)
     best: dict[str, Any] | None = None
@@ -191,19 +191,19 @@ def suggest_operating_point(
         scores = np.array([scoring.image_score(p, t) for p in probs])
         normal_max = int(scores[~labels].max()) if (~labels).any() else 0
         defect_min = int(scores[labels].min()) if labels.any() else 0
+        seg = float("nan")
+        if masks is not None and labels.any():
+            seg = float(
+                np.mean(
+                    [
+                        scoring.dice(p >= t, m)
+                        for p, m, d in zip(probs, masks, labels, strict=True)
+                        if d
+                    ]
+                )
+            )
         if labels.any() and defect_min > normal_max:
             margin = defect_min / max(normal_max, 1)
-            seg = float("nan")
-            if masks is not None:
-                seg = float(
-                    np.mean(
-                        [
-                            scoring.dice(p >= t, m)
-                            for p, m, d in zip(probs, masks, labels, strict=True)
-                            if d
-                        ]
-                    )
-                )
             cand = {
                 "threshold": float(t),
                 "min_area_px": int((normal_max + defect_min + 1) // 2),  # ceil(midpoint)
@@ -219,7 +219,11 @@ def suggest_operating_point(
         for area in sorted({int(s) for s in scores if s > 0}):
             flagged = scores >= area
             row = scoring.confusion_row(t, flagged, labels)
-            key = (row.fpr <= max_false_alarm_rate + 1e-12, row.recall, -row.fpr)
+            # equal recall and false alarms at several thresholds: the best segmentation wins
+            key = (
+                row.fpr <= max_false_alarm_rate + 1e-12, row.recall, -row.fpr,
+                -1.0 if np.isnan(seg) else seg,
+            )  # fmt: skip
             if fallback is None or key > fallback["_key"]:
                 fallback = {
                     "threshold": float(t),
@@ -230,6 +234,7 @@ def suggest_operating_point(
                     "precision": row.precision,
                     "recall": row.recall,
                     "false_alarm_rate": row.fpr,
+                    "val_dice": seg,
                     "_key": key,
                 }
     chosen = best or fallback or {"threshold": 0.5, "min_area_px": 1, "separable": False}

@@ -87,6 +87,19 @@ def test_without_separation_the_best_recall_within_the_false_alarm_rate_wins() -
     assert strict["false_alarm_rate"] == 0.0
 
 
+def test_without_separation_ties_go_to_the_better_segmentation() -> None:
+    # the same images are flagged at 0.6 and 0.3; the defect's faint rim (0.4) belongs to it
+    truth = _map([(10, 10, 12, 1.0)]) > 0
+    defect = _map([(10, 10, 12, 0.4), (13, 13, 6, 0.9)])
+    goods = [_map([(40, 40, 13, 0.9)])] + [_map([]) for _ in range(9)]  # larger: no separation
+    probs, labels = [defect, *goods], np.array([True] + [False] * 10)
+    masks = [truth] + [np.zeros_like(truth)] * 10
+    op = suggest_operating_point(probs, labels, masks=masks, thresholds=(0.6, 0.3),
+                                 max_false_alarm_rate=0.1)  # fmt: skip
+    assert not op["separable"] and op["recall"] == 1.0 and op["false_alarm_rate"] == 0.1
+    assert op["threshold"] == pytest.approx(0.3) and op["val_dice"] == pytest.approx(1.0)
+
+
 def test_pixel_metrics_honest_and_unet_industrial(handmade: tuple) -> None:
     probs, _, masks = handmade
     m = pixel_metrics(probs, masks, threshold=0.5)
