@@ -67,11 +67,15 @@ class OverrideRefused(WorkflowError):
 # --- data --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrainOptions:
+    """What the Train workspace asks for. None = derived from the data by the trainer
+    (training/autoconfig.py): the epochs from the time budget, the tile from the image sizes."""
+
     data: Path
-    epochs: int = 30
-    image_size: int = 256
+    epochs: int | None = None
+    image_size: int | None = None
     base_filters: int = 16
     amp: bool = False
+    max_minutes: float = 40.0  # time budget (0 = none); with epochs given it is a cap
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ def train_command(
     base_filters: int | None = None,
     amp: bool = False,
     xla: bool | None = None,
+    max_minutes: float | None = None,
     python: PathLike | None = None,
 ) -> list[str]:
     """``python -m training train --data PATH [--masks DIR] --out RUN_DIR ... --progress json``.
@@ -66,7 +67,9 @@ def train_command(
     masks
         Mask folder when the masks are not beside the images.
     epochs, image_size, base_filters
-        Left to the trainer's defaults when None.
+        Left to the trainer when None (it derives epochs and tile from the data and the budget).
+    max_minutes
+        Time budget (0 = none); None leaves the trainer's default (40 min without ``epochs``).
     amp
         Mixed precision (useful on a GPU).
     xla
@@ -90,6 +93,8 @@ def train_command(
     ):
         if value is not None:
             cmd += [flag, str(int(value))]
+    if max_minutes is not None:
+        cmd += ["--max-minutes", f"{float(max_minutes):g}"]
     if amp:
         cmd.append("--amp")
     if xla is not None:

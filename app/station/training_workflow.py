@@ -186,7 +186,8 @@ class TrainingWorkflow:
             return
         command = training_jobs.train_command(
             options.data, self.run_dir, epochs=options.epochs, image_size=options.image_size,
-            base_filters=options.base_filters, amp=options.amp, python=self._python,
+            base_filters=options.base_filters, amp=options.amp, max_minutes=options.max_minutes,
+            python=self._python,
         )  # fmt: skip
         self._to(Stage.TRAINING, f"Training into {self.run_dir} …")
         self._runner.run_process(command, self._on_train_line, self._on_train_done)
@@ -202,7 +203,9 @@ class TrainingWorkflow:
         if event is None:
             return
         kind = event.get("event")
-        epochs = max(1, int(event.get("epochs") or (self.options.epochs if self.options else 1)))
+        # "epochs" is the trainer's plan: those that fit the budget when none were asked for
+        asked = self.options.epochs if self.options else None
+        epochs = max(1, int(event.get("epochs") or asked or 1))
         eta = event.get("eta_s")
         eta_s = float(eta) if isinstance(eta, int | float) else None
         if kind in ("step", "epoch"):
@@ -241,9 +244,8 @@ class TrainingWorkflow:
             self._fail(StepFailed("Training", code, err, why))
             return
         self.new_model = Path(str(done["model"]))
-        self._emit(
-            "progress", TrainProgress(float(self.options.epochs if self.options else 1), 1.0)
-        )
+        ran = done.get("epochs_run") or (self.options.epochs if self.options else None) or 1
+        self._emit("progress", TrainProgress(float(ran), 1.0))
         self._to(Stage.EVALUATING, "Training done. Evaluating the new model …")
         self._evaluate("new", self.new_model, then=self._evaluate_current)
 

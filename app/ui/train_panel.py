@@ -50,6 +50,8 @@ from app.ui._eval_compare import ComparisonView
 from app.ui._process_job import ProcessJob, QtJobRunner
 from app.ui.bridge import SessionBridge
 
+AUTO_EPOCHS = "as many as fit"
+AUTO_SIZE = "from the data"
 _COLOURS = {"loss": "#1f77b4", "val_loss": "#ff7f0e", "dice": "#2ca02c", "val_dice": "#d62728"}
 
 
@@ -161,12 +163,19 @@ class TrainPanel(QWidget):
         self.data_edit.textChanged.connect(self._summary_timer.start)
 
         opts = QGroupBox("Training options")
-        self.epochs = QSpinBox(minimum=1, maximum=1000, value=30)
-        self.epochs.setToolTip("Passes over the training images")
+        # The trainer derives what is left open from the data (training/autoconfig.py).
+        self.budget = QSpinBox(minimum=1, maximum=24 * 60, value=40, suffix=" min")
+        self.budget.setToolTip(
+            "Time budget: training stops after it, the learning rate annealing over it"
+        )
+        self.epochs = QSpinBox(minimum=0, maximum=1000, value=0)
+        self.epochs.setSpecialValueText(AUTO_EPOCHS)
+        self.epochs.setToolTip("Passes over the training images (as many as fit the budget at 0)")
         self.image_size = QComboBox()
-        self.image_size.addItems(["64", "128", "256", "512"])
-        self.image_size.setCurrentText("256")
-        self.image_size.setToolTip("Tile size the network trains on (px)")
+        self.image_size.addItems([AUTO_SIZE, "64", "128", "256", "512"])
+        self.image_size.setToolTip(
+            "Tile size the network trains on (px); from the data: from the image sizes"
+        )
         self.base_filters = QComboBox()
         self.base_filters.addItems(["8", "16", "32"])
         self.base_filters.setCurrentText("16")
@@ -174,6 +183,7 @@ class TrainPanel(QWidget):
         self.amp = QCheckBox("Mixed precision (GPU)")
         self.amp.setToolTip("float16 training on a GPU; no gain on a CPU")
         form = QFormLayout(opts)
+        form.addRow("Time budget", self.budget)
         form.addRow("Epochs", self.epochs)
         form.addRow("Image size", self.image_size)
         form.addRow("Base filters", self.base_filters)
@@ -341,12 +351,14 @@ class TrainPanel(QWidget):
         self.errors.clear()
         self.progress.setValue(0)
         self.eta.setText("")
+        size = self.image_size.currentText()
         options = TrainOptions(
             data=Path(self.data_edit.text()),
-            epochs=self.epochs.value(),
-            image_size=int(self.image_size.currentText()),
+            epochs=self.epochs.value() or None,
+            image_size=None if size == AUTO_SIZE else int(size),
             base_filters=int(self.base_filters.currentText()),
             amp=self.amp.isChecked(),
+            max_minutes=float(self.budget.value()),
         )
         self._call(self.workflow.start, options)
 

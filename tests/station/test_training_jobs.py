@@ -28,6 +28,10 @@ def test_train_command_minimal_and_full() -> None:
         "--progress", "json",
     ]  # fmt: skip
     assert tj.train_command("d", "o", xla=False)[-3:] == ["--no-xla", "--progress", "json"]
+    # the Train workspace's default: epochs and tile left to the trainer, a 40-minute budget
+    assert tj.train_command("d", "o", max_minutes=40)[-4:] == [
+        "--max-minutes", "40", "--progress", "json",
+    ]  # fmt: skip
 
 
 def test_the_commands_parse_with_the_real_training_cli() -> None:
@@ -38,6 +42,7 @@ def test_the_commands_parse_with_the_real_training_cli() -> None:
         tj.train_command("d", "o", masks="m", epochs=1, image_size=64, base_filters=8,
                          amp=True, xla=False),
         tj.train_command("d", "o", xla=True),
+        tj.train_command("d", "o", max_minutes=12.5),
         tj.evaluate_command("m.onnx", "d", "ev", masks="mk", split="all"),
         tj.evaluate_command("m.onnx", "d", "ev", split_file="s.json"),
         tj.export_command("run", "m.onnx"),

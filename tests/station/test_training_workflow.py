@@ -148,6 +148,10 @@ def test_better_model_trains_compares_deploys_and_rolls_back(tmp_path: Path) -> 
     wf, run, station, events = make(tmp_path, report(1.0, 0), report(0.8, 1))
     wf.start(TrainOptions(tmp_path / "ds", epochs=2))
     assert states(events) == [Stage.TRAINING, Stage.EVALUATING, Stage.COMPARED]
+    train = next(c for c in run.commands if c[3] == "train")
+    assert "--image-size" not in train  # left to the trainer (derived from the data)
+    assert train[train.index("--epochs") + 1] == "2"
+    assert train[train.index("--max-minutes") + 1] == "40"
     progress = [p for e, p in events if e == "progress"]
     assert progress[0].metrics == {"loss": 0.5, "dice": 0.2} and progress[0].eta_s == 10
     assert progress[1].metrics == {"loss": 0.4, "val_loss": 0.45, "dice": 0.3}  # null skipped

@@ -233,3 +233,23 @@ def test_a_better_model_deploys_with_who_and_why(qtbot: Any, tmp_path: Path) -> 
     assert panel.rollback_btn.isEnabled()
     panel.rollback()
     assert panel.state == "rolled back" and station.model_path == Path("/models/old.onnx")
+
+
+def test_by_default_the_trainer_derives_epochs_and_tile_within_a_budget(
+    panel: TrainPanel, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 9: the Train workspace trains "without tuning" as the CLI does: epochs from a time
+    budget, the tile from the data; a value the technician picks is passed as given."""
+    seen: list[Any] = []
+    monkeypatch.setattr(panel.workflow, "start", seen.append)
+    panel.data_edit.setText(str(tmp_path))
+    assert panel.epochs.text() == "as many as fit" and panel.image_size.currentText() == (
+        "from the data"
+    )
+    panel.start()
+    assert (seen[-1].epochs, seen[-1].image_size, seen[-1].max_minutes) == (None, None, 40.0)
+    panel.epochs.setValue(12)
+    panel.image_size.setCurrentText("128")
+    panel.budget.setValue(90)
+    panel.start()
+    assert (seen[-1].epochs, seen[-1].image_size, seen[-1].max_minutes) == (12, 128, 90.0)
