@@ -144,6 +144,9 @@ class DeployTarget(Protocol):
     @property
     def previous_model_path(self) -> Path | None: ...
 
+    @property
+    def rules(self) -> Any: ...  # the Rules in use (threshold, min_area_px)
+
     def load_model(self, path: str | Path) -> Any: ...
 
     def rollback_model(self) -> Any: ...

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from app.station.access import EngineerAccess
+from app.station.inspection import Rules
 from app.station.training_workflow import (
     DeployBlocked,
     InvalidAction,
@@ -110,12 +111,14 @@ class FakeStation:
     model_path: Path = Path("/models/old.onnx")
     previous_model_path: Path | None = None
     fail_load: bool = False
+    rules: Rules = field(default_factory=lambda: Rules(threshold=0.5, min_area_px=100))
+    card: Any = "card"  # what load_model returns
 
-    def load_model(self, path: str | Path) -> str:
+    def load_model(self, path: str | Path) -> Any:
         if self.fail_load:
             raise RuntimeError("corrupt model")
         self.previous_model_path, self.model_path = self.model_path, Path(path)
-        return "card"
+        return self.card
 
     def rollback_model(self) -> str:
         assert self.previous_model_path is not None
@@ -313,3 +316,24 @@ def test_the_dataset_summary_reads_a_real_dagm_folder(dagm_class1: Path) -> None
         text = describe_dataset(root)
         assert f"{n} images" in text and "with a defect" in text and "(dagm)" in text
         assert f"{n} images" in _describe_by_pairs(root)  # the bundle's fallback agrees
+
+
+def test_a_deployed_model_with_another_operating_point_says_the_rules_stay(
+    tmp_path: Path,
+) -> None:
+    from types import SimpleNamespace
+
+    wf, _run, station, events = make(tmp_path, report(1.0, 0), report(0.8, 1))
+    station.card = SimpleNamespace(threshold=0.7, min_area_px=240)
+    wf.start(TrainOptions(tmp_path / "ds", epochs=2))
+    wf.deploy(who="Ana")
+    status = [p for e, p in events if e == "status"][-1]
+    assert "Its card chose threshold 0.7 and minimum area 240 px" in status
+    assert "keeps its rules (0.5, 100 px)" in status
+    station.card = SimpleNamespace(threshold=0.5, min_area_px=100)  # the same point: no note
+    wf.rollback(who="Ben")
+    wf2, _r2, station2, events2 = make(tmp_path / "b", report(1.0, 0), report(0.8, 1))
+    station2.card = SimpleNamespace(threshold=0.5, min_area_px=100)
+    wf2.start(TrainOptions(tmp_path / "ds", epochs=2))
+    wf2.deploy(who="Ana")
+    assert "Its card chose" not in [p for e, p in events2 if e == "status"][-1]
