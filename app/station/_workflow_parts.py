@@ -150,3 +150,20 @@ class DeployTarget(Protocol):
     def load_model(self, path: str | Path) -> Any: ...
 
     def rollback_model(self) -> Any: ...
+
+
+def operating_point_note(card: Any, rules: Any) -> str:
+    """A sentence when the deployed model's card chose another operating point than the rules in
+    use: the comparison was made at the rules, and they stay until someone changes them."""
+    try:
+        own = (float(card.threshold), int(card.min_area_px))
+        used = (float(rules.threshold), int(rules.min_area_px))
+    except (AttributeError, TypeError, ValueError):
+        return ""
+    if own == used:
+        return ""
+    return (
+        f" Its card chose threshold {own[0]:g} and minimum area {own[1]} px on its validation "
+        f"split; the station keeps its rules ({used[0]:g}, {used[1]} px), at which the models "
+        "were compared — change them on the Rules workspace if the new operating point is wanted."
+    )

@@ -52,6 +52,7 @@ from app.station._workflow_parts import (
     TrainOptions,
     TrainProgress,
     WorkflowError,
+    operating_point_note,
 )
 
 __all__ = [
@@ -378,7 +379,7 @@ class TrainingWorkflow:
             self._to(
                 Stage.DEPLOYED,
                 f"Deployed {path.name}. Rollback brings back the previous model."
-                + _operating_point_note(card, self._station.rules),
+                + operating_point_note(card, self._station.rules),
             )
 
         self._runner.run_call(lambda: self._station.load_model(path), loaded)
@@ -488,19 +489,3 @@ def _describe_by_pairs(root: Path) -> str:
             defective += int(mask is not None and mask_is_defective(mask))
     return f"Dataset {root}: {n} images — {defective} with a defect, {n - defective} defect-free"
 
-
-def _operating_point_note(card: Any, rules: Any) -> str:
-    """A sentence when the deployed model's card chose another operating point than the rules in
-    use: the comparison was made at the rules, and they stay until someone changes them."""
-    try:
-        own = (float(card.threshold), int(card.min_area_px))
-        used = (float(rules.threshold), int(rules.min_area_px))
-    except (AttributeError, TypeError, ValueError):
-        return ""
-    if own == used:
-        return ""
-    return (
-        f" Its card chose threshold {own[0]:g} and minimum area {own[1]} px on its validation "
-        f"split; the station keeps its rules ({used[0]:g}, {used[1]} px), at which the models "
-        "were compared — change them on the Rules workspace if the new operating point is wanted."
-    )
