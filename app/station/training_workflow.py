@@ -488,4 +488,3 @@ def _describe_by_pairs(root: Path) -> str:
             n += 1
             defective += int(mask is not None and mask_is_defective(mask))
     return f"Dataset {root}: {n} images — {defective} with a defect, {n - defective} defect-free"
-

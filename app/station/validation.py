@@ -46,7 +46,7 @@ from numpy.typing import NDArray
 
 from engines.predict import predict_maps
 from engines.protocol import Engine
-from engines.scoring import DEFAULT_THRESHOLDS, ThresholdRow, components, confusion_row
+from engines.scoring import DEFAULT_THRESHOLDS, ThresholdRow, confusion_row, image_score
 from engines.scoring import pr_curve as _pr_curve
 
 __all__ = ["ValidationCancelled", "ValidationSet", "find_pairs", "mask_is_defective"]
@@ -120,12 +120,6 @@ def _level(threshold: float) -> int:
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], not {threshold}")
     return min(255, max(1, math.ceil(threshold * 255.0 - 1e-9)))
-
-
-def _largest_blob(q: NDArray[np.uint8], level: int) -> int:
-    mask = (q >= level).view(np.uint8)
-    _, _, stats, _ = components(mask)
-    return int(stats[1:, cv2.CC_STAT_AREA].max()) if stats.shape[0] > 1 else 0
 
 
 @dataclass(eq=False)  # holds arrays: compare by identity
@@ -239,7 +233,7 @@ class ValidationSet:
         cached = self._largest.get(level)
         if cached is None:
             cached = np.array(
-                [_largest_blob(q, level) if peak >= level else 0
+                [image_score(q, level) if peak >= level else 0
                  for q, peak in zip(self.maps, self._peak, strict=True)],
                 np.int64,
             )  # fmt: skip
